@@ -1,0 +1,88 @@
+// The interface every feed-forward layer of the comparison implements.
+//
+// A layer maps (B, S, d) to (B, S, d) inside a pre-norm residual block. It must be causal:
+// the output at position t of any sequence depends only on inputs at positions <= t (of
+// any sequence: cross-example mixing at the same position is allowed, which is what MoT
+// and Expert Choice do). Statistics are computed only when recording is on (logging steps)
+// and stay on the device until the trainer reads them, so no step forces a host sync.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "experiments/config_reader.h"
+
+namespace mixlab {
+
+// What a layer may need to know about the model around it.
+struct ModelDims {
+  int64_t d_model = 0;
+  int64_t batch_size = 0;  // training and evaluation batch (group sizes must divide it)
+  int64_t seq_len = 0;
+  int64_t n_layers = 0;
+  int64_t layer_index = 0;
+};
+
+// Costs per token, counted by the layer from its own shapes (FLOPs = 2 x multiply-adds).
+struct LayerCost {
+  int64_t params_total = 0;   // every parameter of the layer
+  int64_t params_active = 0;  // parameters whose compute one token pays for
+  double forward_flops = 0;   // forward FLOPs per token
+};
+
+class FfnLayerImpl : public torch::nn::Module {
+ public:
+  ~FfnLayerImpl() override = default;
+
+  virtual torch::Tensor forward(const torch::Tensor& x) = 0;
+
+  // The weighted auxiliary loss of the last forward, or an undefined tensor.
+  virtual torch::Tensor aux_loss() const { return {}; }
+  // Called by the trainer before each training step (learnable-temperature start, transition).
+  virtual void on_step(int64_t /*step*/) {}
+  // Evaluation modes the layer knows besides "mixed" (as trained); see set_eval_mode.
+  virtual std::vector<std::string> eval_modes() const { return {"mixed"}; }
+  virtual void set_eval_mode(const std::string& /*mode*/) {}
+  virtual LayerCost cost() const = 0;
+
+  void record_stats(bool on) { record_stats_ = on; }
+  bool recording_stats() const { return record_stats_; }
+  // The statistics of the last recorded forward: names, and a 1-D float tensor of the same
+  // length on the layer's device (undefined if nothing was recorded).
+  const std::vector<std::string>& stat_names() const { return stat_names_; }
+  const torch::Tensor& stat_values() const { return stat_values_; }
+
+ protected:
+  // Stores scalar statistics; call only when recording_stats().
+  void set_stats(std::vector<std::string> names, const std::vector<torch::Tensor>& values);
+
+ private:
+  bool record_stats_ = false;
+  std::vector<std::string> stat_names_;
+  torch::Tensor stat_values_;
+};
+
+using FfnLayer = std::shared_ptr<FfnLayerImpl>;
+// A parsed, validated layer config: call it to build the layer (allocates the weights).
+using FfnBuilder = std::function<FfnLayer()>;
+
+// ---- helpers shared by the layers --------------------------------------------------------
+
+// Entropy of `probs` along `dim`, divided by log(size along dim): 1 for uniform, 0 one-hot.
+torch::Tensor normalized_entropy(const torch::Tensor& probs, int64_t dim);
+// Coefficient of variation (std / mean, population std) of a 1-D tensor of loads.
+torch::Tensor coefficient_of_variation(const torch::Tensor& loads);
+
+// Reads the expert hidden size f: an integer, or "flop_matched" (f = d_ff * tokens_per_slot
+// / E: the experts' FLOPs per token equal those of a dense layer of width d_ff).
+int64_t read_expert_size(const ConfigReader& cfg, int64_t n_experts, int64_t flop_scale);
+
+// GPT-2 initialisation of a weight: N(0, 0.02), scaled down by sqrt(2 n_layers) for the
+// projections that write into the residual stream.
+void init_gpt2(torch::Tensor& weight, bool residual_projection, int64_t n_layers);
+
+}  // namespace mixlab

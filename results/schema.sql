@@ -1,0 +1,94 @@
+-- mixlab results database, schema version 1 (PRAGMA user_version = 1).
+-- This file is the documentation; results/store.cpp embeds the same statements.
+
+-- One row per sweep spec ever run into this database.
+CREATE TABLE IF NOT EXISTS sweeps (
+  sweep_id    INTEGER PRIMARY KEY,
+  name        TEXT NOT NULL UNIQUE,       -- the spec's "name"
+  spec_json   TEXT NOT NULL,              -- the spec as given, after --set overrides
+  spec_hash   TEXT NOT NULL,              -- content hash of the canonical spec
+  created_at  REAL NOT NULL               -- unix seconds
+);
+
+-- One row per distinct resolved config (seed included): a run is trained once per
+-- database, however many sweeps list it.
+CREATE TABLE IF NOT EXISTS runs (
+  run_id          INTEGER PRIMARY KEY,
+  config_json     TEXT NOT NULL,          -- canonical JSON of the resolved config
+  config_hash     TEXT NOT NULL UNIQUE,   -- its content hash: the run's identity
+  seed            INTEGER NOT NULL,
+  status          TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (status IN ('pending','running','finished','failed','killed')),
+  attempt         INTEGER NOT NULL DEFAULT 0,  -- how many times a worker has started it
+  worker          TEXT,                   -- host:pid:nonce of the worker holding it
+  heartbeat       REAL,                   -- unix seconds, refreshed while running
+  started_at      REAL,                   -- first start
+  ended_at        REAL,
+  host            TEXT,
+  device          TEXT,                   -- cpu | cuda:0 ...
+  git_commit      TEXT,
+  torch_version   TEXT,
+  params_total    INTEGER,                -- every parameter
+  params_active   INTEGER,                -- parameters a token's forward pass touches
+  flops_per_token REAL,                   -- forward+backward training FLOPs per token
+  train_tokens    INTEGER,                -- size of the training split in tokens
+  passes          REAL,                   -- tokens seen / train_tokens at the last step
+  last_step       INTEGER,                -- last step whose metrics are committed
+  checkpoint_step INTEGER,                -- step of the newest checkpoint on disk
+  error           TEXT                    -- why it failed or was killed
+);
+
+-- Which runs a sweep holds, under which variant (the seed-free group of mean +- std).
+CREATE TABLE IF NOT EXISTS sweep_runs (
+  sweep_id  INTEGER NOT NULL REFERENCES sweeps(sweep_id),
+  run_id    INTEGER NOT NULL REFERENCES runs(run_id),
+  variant   TEXT NOT NULL,                -- variant name plus grid point, no seed
+  name      TEXT NOT NULL,                -- variant plus seed: unique in the sweep
+  position  INTEGER NOT NULL,             -- order of expansion
+  PRIMARY KEY (sweep_id, run_id)
+);
+
+-- Scalar time series. One row per (run, key, step): a resumed run rewrites, never duplicates.
+CREATE TABLE IF NOT EXISTS metrics (
+  run_id  INTEGER NOT NULL REFERENCES runs(run_id),
+  key     TEXT NOT NULL,
+  step    INTEGER NOT NULL,
+  value   REAL,                           -- NULL where the value was NaN
+  wall_s  REAL NOT NULL,                  -- training wall-clock seconds at this step
+  PRIMARY KEY (run_id, key, step)
+) WITHOUT ROWID;
+
+-- The last value of every metric of every run.
+CREATE VIEW IF NOT EXISTS run_final AS
+  SELECT m.run_id, m.key, m.step, m.value, m.wall_s
+  FROM metrics m
+  JOIN (SELECT run_id, key, MAX(step) AS step FROM metrics GROUP BY run_id, key) last
+    USING (run_id, key, step);
+
+-- One row per run of each sweep, with its headline numbers.
+CREATE VIEW IF NOT EXISTS run_overview AS
+  SELECT s.name AS sweep, sr.variant, sr.name AS run_name, r.seed, r.run_id, r.status,
+         r.last_step, r.passes, r.params_total, r.params_active, r.flops_per_token,
+         (SELECT value FROM run_final f WHERE f.run_id = r.run_id AND f.key = 'eval/loss') AS eval_loss,
+         (SELECT value FROM run_final f WHERE f.run_id = r.run_id AND f.key = 'train/loss') AS train_loss,
+         (SELECT value FROM run_final f WHERE f.run_id = r.run_id AND f.key = 'time/wall_s') AS wall_s,
+         r.error
+  FROM sweep_runs sr JOIN sweeps s USING (sweep_id) JOIN runs r USING (run_id);
+
+-- Final value of each metric per variant: mean and sample std over the finished seeds.
+CREATE VIEW IF NOT EXISTS variant_final AS
+  SELECT s.name AS sweep, sr.variant, f.key, COUNT(f.value) AS n, AVG(f.value) AS mean,
+         CASE WHEN COUNT(f.value) > 1 THEN
+           sqrt(max(0.0, (SUM(f.value * f.value) - SUM(f.value) * SUM(f.value) / COUNT(f.value))
+                         / (COUNT(f.value) - 1)))
+         ELSE 0.0 END AS std
+  FROM run_final f JOIN sweep_runs sr USING (run_id) JOIN sweeps s USING (sweep_id)
+  JOIN runs r USING (run_id)
+  WHERE r.status = 'finished'
+  GROUP BY s.name, sr.variant, f.key;
+
+-- Every metric point labelled with its sweep, variant and seed: what a plot reads.
+CREATE VIEW IF NOT EXISTS curves AS
+  SELECT s.name AS sweep, sr.variant, r.seed, m.run_id, m.key, m.step, m.value, m.wall_s
+  FROM metrics m JOIN runs r USING (run_id) JOIN sweep_runs sr USING (run_id)
+  JOIN sweeps s USING (sweep_id);

@@ -1,0 +1,199 @@
+#include "sweeps/spec.h"
+
+#include <fmt/format.h>
+
+#include <map>
+#include <set>
+
+namespace mixlab {
+
+namespace {
+
+bool valid_name(const std::string& name) {
+  if (name.empty() || name.size() > 100) return false;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+      return false;
+  return true;
+}
+
+std::string label_value(const Json& v) {
+  return v.is_string() ? v.get<std::string>() : canonical_dump(v);
+}
+
+std::string last_component(const std::string& dotted) {
+  auto dot = dotted.rfind('.');
+  return dot == std::string::npos ? dotted : dotted.substr(dot + 1);
+}
+
+// Applies `key = value` to the configs that have the key, or to all when none has it.
+void apply_where_present(std::vector<Json*>& configs, const std::string& key, const Json& value,
+                         const std::string& where) {
+  bool any = false;
+  for (Json* c : configs) any = any || find_path(*c, key) != nullptr;
+  for (Json* c : configs) {
+    if (!any || find_path(*c, key) != nullptr) {
+      try {
+        set_path(*c, key, value);
+      } catch (const ConfigError& e) {
+        throw ConfigError(where, short_value(value), e.message());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::pair<std::string, Json> parse_override(const std::string& text) {
+  auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw ConfigError("--set", text, "expected key=value, e.g. train.steps=100");
+  std::string key = text.substr(0, eq), raw = text.substr(eq + 1);
+  Json value = Json::parse(raw, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = raw;
+  return {key, value};
+}
+
+Json SweepSpec::spec_with_overrides() const {
+  Json out = spec;
+  if (!overrides.empty()) out["--set"] = overrides;
+  return out;
+}
+
+std::string SweepSpec::spec_hash() const { return content_hash(spec_with_overrides()); }
+
+SweepSpec parse_spec(const Json& spec, const std::string& file,
+                     const std::vector<std::string>& overrides) {
+  try {
+    SweepSpec out;
+    out.file = file;
+    out.spec = spec;
+    out.overrides = overrides;
+    ConfigReader top(spec, "");
+    out.name = top.get_string("name");
+    if (!valid_name(out.name))
+      top.fail("name", "must be 1-100 letters, digits, '_', '-' or '.'");
+    out.description = top.get_string("description", "");
+    ConfigReader base_reader = top.child("base");
+    (void)base_reader;
+    const Json& base = top.raw("base");
+
+    // Variants: [{"name": ..., "dotted.key": value, ...}]; none means the base alone.
+    std::vector<std::pair<std::string, Json>> variants;
+    if (top.has("variants")) {
+      const Json& vs = top.raw("variants");
+      if (!vs.is_array() || vs.empty()) top.fail("variants", "must be a non-empty array of objects");
+      std::set<std::string> seen;
+      for (size_t i = 0; i < vs.size(); ++i) {
+        std::string where = fmt::format("variants[{}]", i);
+        ConfigReader v(vs[i], where);
+        std::string name = v.get_string("name");
+        if (name.empty() || !seen.insert(name).second)
+          v.fail("name", "must be a non-empty name used by no other variant");
+        Json config = base;
+        for (auto it = vs[i].begin(); it != vs[i].end(); ++it) {
+          if (it.key() == "name") continue;
+          try {
+            set_path(config, it.key(), it.value());
+          } catch (const ConfigError& e) {
+            throw ConfigError(where + "." + it.key(), short_value(it.value()), e.message());
+          }
+        }
+        variants.emplace_back(name, std::move(config));
+      }
+    } else {
+      variants.emplace_back("base", base);
+    }
+
+    // Grid: {"dotted.key": [values]}; expanded in key order, cartesian.
+    std::vector<std::pair<std::string, std::vector<Json>>> grid;
+    if (top.has("grid")) {
+      const Json& g = top.raw("grid");
+      if (!g.is_object()) top.fail("grid", "must be an object of key: [values]");
+      for (auto it = g.begin(); it != g.end(); ++it) {
+        if (!it.value().is_array() || it.value().empty())
+          throw ConfigError("grid." + it.key(), short_value(it.value()),
+                            "must be a non-empty array of values");
+        grid.emplace_back(it.key(), std::vector<Json>(it.value().begin(), it.value().end()));
+      }
+    }
+
+    std::vector<int64_t> seeds{0};
+    if (top.has("seeds")) {
+      const Json& s = top.raw("seeds");
+      if (!s.is_array() || s.empty()) top.fail("seeds", "must be a non-empty array of integers");
+      seeds.clear();
+      for (const auto& v : s) {
+        if (!v.is_number_integer()) top.fail("seeds", "must be a non-empty array of integers");
+        seeds.push_back(v.get<int64_t>());
+      }
+    }
+    top.reject_unknown_keys();
+
+    std::vector<std::pair<std::string, Json>> parsed_overrides;
+    for (const auto& text : overrides) parsed_overrides.push_back(parse_override(text));
+
+    // Expand: every variant crossed with every grid point.
+    struct Point {
+      std::string variant;
+      Json config;
+    };
+    std::vector<Point> points;
+    for (const auto& [vname, vconfig] : variants) points.push_back({vname, vconfig});
+    for (const auto& [key, values] : grid) {
+      std::vector<Json*> all;
+      for (auto& p : points) all.push_back(&p.config);
+      bool any = false;
+      for (Json* c : all) any = any || find_path(*c, key) != nullptr;
+      std::vector<Point> next;
+      for (auto& p : points) {
+        bool applies = !any || find_path(p.config, key) != nullptr;
+        if (!applies) {
+          next.push_back(p);
+          continue;
+        }
+        for (const auto& value : values) {
+          Point q = p;
+          try {
+            set_path(q.config, key, value);
+          } catch (const ConfigError& e) {
+            throw ConfigError("grid." + key, short_value(value), e.message());
+          }
+          q.variant += fmt::format(" {}={}", last_component(key), label_value(value));
+          next.push_back(std::move(q));
+        }
+      }
+      points = std::move(next);
+    }
+    {
+      std::vector<Json*> all;
+      for (auto& p : points) all.push_back(&p.config);
+      for (const auto& [key, value] : parsed_overrides)
+        apply_where_present(all, key, value, "--set " + key);
+    }
+
+    std::set<std::string> hashes;
+    for (const auto& p : points) {
+      for (int64_t seed : seeds) {
+        PlannedConfig run;
+        run.variant = p.variant;
+        run.seed = seed;
+        run.config = canonicalize(p.config);
+        if (!run.config.is_object()) throw ConfigError("base", short_value(base), "must be an object");
+        run.config["seed"] = seed;
+        run.name = fmt::format("{} seed={}", p.variant, seed);
+        // Two expansions that resolve to one config are one run.
+        if (hashes.insert(content_hash(run.config)).second) out.runs.push_back(std::move(run));
+      }
+    }
+    return out;
+  } catch (const ConfigError& e) {
+    throw e.in_file(file);
+  }
+}
+
+SweepSpec load_spec(const std::string& file, const std::vector<std::string>& overrides) {
+  return parse_spec(read_json_file(file), file, overrides);
+}
+
+}  // namespace mixlab
