@@ -164,7 +164,9 @@ Json canonicalize(const Json& value) {
   return value;
 }
 
-std::string canonical_dump(const Json& value) { return canonicalize(value).dump(); }
+std::string canonical_dump(const Json& value) {
+  return canonicalize(value).dump();
+}
 
 std::string content_hash(const Json& value) {
   uint64_t h = 1469598103934665603ull;

@@ -25,8 +25,8 @@ inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tenso
 #else
   const int64_t s = q.size(-2);
   auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(q.size(-1))));
-  auto future = torch::ones({s, s}, torch::TensorOptions().dtype(torch::kBool).device(q.device()))
-                    .triu(1);
+  auto future =
+      torch::ones({s, s}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(1);
   scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
   return torch::matmul(torch::softmax(scores, -1), v);
 #endif

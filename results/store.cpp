@@ -25,8 +25,8 @@ class Statement {
  public:
   Statement(sqlite3* db, const char* sql) : db_(db) {
     if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
-      throw StoreError(fmt::format("{}: cannot prepare statement: {}", sqlite3_db_filename(db, "main"),
-                                   sqlite3_errmsg(db)));
+      throw StoreError(fmt::format("{}: cannot prepare statement: {}",
+                                   sqlite3_db_filename(db, "main"), sqlite3_errmsg(db)));
   }
   ~Statement() { sqlite3_finalize(stmt_); }
   Statement& bind(int i, int64_t v) {
@@ -63,7 +63,8 @@ class Statement {
   bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   int64_t int_at(int col) const { return sqlite3_column_int64(stmt_, col); }
   double double_at(int col) const {
-    return is_null(col) ? std::numeric_limits<double>::quiet_NaN() : sqlite3_column_double(stmt_, col);
+    return is_null(col) ? std::numeric_limits<double>::quiet_NaN()
+                        : sqlite3_column_double(stmt_, col);
   }
   std::string text_at(int col) const {
     const unsigned char* t = sqlite3_column_text(stmt_, col);
@@ -127,9 +128,12 @@ Store::Store(const std::string& path, bool create) : path_(path) {
   sqlite3_busy_timeout(db_, 60000);
   try {
     // Reading the header proves the file is a database before anything is written to it.
-    Statement version(db_, "PRAGMA user_version");
-    version.step();
-    int64_t v = version.int_at(0);
+    int64_t v = 0;
+    {
+      Statement version(db_, "PRAGMA user_version");
+      version.step();
+      v = version.int_at(0);
+    }
     if (v > kSchemaVersion)
       throw StoreError(fmt::format(
           "{}: user_version = {}: the database has a newer schema than this mixlab ({})", path, v,
@@ -154,12 +158,15 @@ Store::Store(const std::string& path, bool create) : path_(path) {
     std::string what = e.what();
     if (what.find("file is not a database") != std::string::npos ||
         what.find("malformed") != std::string::npos)
-      throw StoreError(fmt::format("{}: the file is not a mixlab database (corrupt or foreign)", path));
+      throw StoreError(
+          fmt::format("{}: the file is not a mixlab database (corrupt or foreign)", path));
     throw;
   }
 }
 
-Store::~Store() { sqlite3_close(db_); }
+Store::~Store() {
+  sqlite3_close(db_);
+}
 
 void Store::exec(const char* sql) {
   char* err = nullptr;
@@ -170,8 +177,12 @@ void Store::exec(const char* sql) {
   }
 }
 
-void Store::begin_immediate() { exec("BEGIN IMMEDIATE"); }
-void Store::commit() { exec("COMMIT"); }
+void Store::begin_immediate() {
+  exec("BEGIN IMMEDIATE");
+}
+void Store::commit() {
+  exec("COMMIT");
+}
 void Store::rollback() noexcept {
   sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
 }
@@ -205,16 +216,19 @@ auto in_transaction(sqlite3* db, const std::string& path, Body&& body) {
 }  // namespace
 
 std::optional<SweepRow> Store::find_sweep(const std::string& name) {
-  Statement s(db_, "SELECT sweep_id, name, spec_json, spec_hash, created_at FROM sweeps WHERE name = ?");
+  Statement s(db_,
+              "SELECT sweep_id, name, spec_json, spec_hash, created_at FROM sweeps WHERE name = ?");
   s.bind(1, name);
   if (!s.step()) return std::nullopt;
   return SweepRow{s.int_at(0), s.text_at(1), s.text_at(2), s.text_at(3), s.double_at(4)};
 }
 
 std::vector<SweepRow> Store::sweeps() {
-  Statement s(db_, "SELECT sweep_id, name, spec_json, spec_hash, created_at FROM sweeps ORDER BY sweep_id");
+  Statement s(
+      db_, "SELECT sweep_id, name, spec_json, spec_hash, created_at FROM sweeps ORDER BY sweep_id");
   std::vector<SweepRow> out;
-  while (s.step()) out.push_back({s.int_at(0), s.text_at(1), s.text_at(2), s.text_at(3), s.double_at(4)});
+  while (s.step())
+    out.push_back({s.int_at(0), s.text_at(1), s.text_at(2), s.text_at(3), s.double_at(4)});
   return out;
 }
 
@@ -232,10 +246,11 @@ std::vector<RunRow> Store::sweep_runs(const std::string& sweep_name) {
 int64_t Store::register_sweep(const std::string& name, const std::string& spec_json,
                               const std::string& spec_hash, const std::vector<PlannedRun>& runs) {
   return in_transaction(db_, path_, [&] {
-    Statement upsert(db_,
-                     "INSERT INTO sweeps (name, spec_json, spec_hash, created_at) VALUES (?, ?, ?, ?) "
-                     "ON CONFLICT(name) DO UPDATE SET spec_json = excluded.spec_json, "
-                     "spec_hash = excluded.spec_hash");
+    Statement upsert(
+        db_,
+        "INSERT INTO sweeps (name, spec_json, spec_hash, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET spec_json = excluded.spec_json, "
+        "spec_hash = excluded.spec_hash");
     upsert.bind(1, name).bind(2, spec_json).bind(3, spec_hash).bind(4, unix_now()).run();
     Statement id(db_, "SELECT sweep_id FROM sweeps WHERE name = ?");
     id.bind(1, name);
@@ -329,10 +344,21 @@ void Store::end_run(int64_t run_id, const std::string& worker, const std::string
                     const std::string& error) {
   in_transaction(db_, path_, [&] {
     require_owner(run_id, worker);
-    Statement s(db_, "UPDATE runs SET status = ?, error = NULLIF(?, ''), ended_at = ?, heartbeat = ? "
-                     "WHERE run_id = ?");
+    Statement s(db_,
+                "UPDATE runs SET status = ?, error = NULLIF(?, ''), ended_at = ?, heartbeat = ? "
+                "WHERE run_id = ?");
     double now = unix_now();
     s.bind(1, status).bind(2, error).bind(3, now).bind(4, now).bind(5, run_id).run();
+  });
+}
+
+bool Store::release_run(int64_t run_id, const std::string& worker, const std::string& error) {
+  return in_transaction(db_, path_, [&] {
+    Statement s(db_,
+                "UPDATE runs SET status = 'killed', error = ?, ended_at = ? "
+                "WHERE run_id = ? AND status = 'running' AND worker = ?");
+    s.bind(1, error).bind(2, unix_now()).bind(3, run_id).bind(4, worker).run();
+    return sqlite3_changes(db_) > 0;
   });
 }
 
@@ -368,7 +394,8 @@ void Store::log_step(int64_t run_id, const std::string& worker, int64_t step,
       insert.reset();
       insert.bind(1, run_id).bind(2, key).bind(3, step).bind(4, value).bind(5, wall_s).run();
     }
-    Statement update(db_, "UPDATE runs SET heartbeat = ?, last_step = ?, passes = ? WHERE run_id = ?");
+    Statement update(db_,
+                     "UPDATE runs SET heartbeat = ?, last_step = ?, passes = ? WHERE run_id = ?");
     update.bind(1, unix_now()).bind(2, step).bind(3, passes).bind(4, run_id).run();
   });
 }
@@ -386,14 +413,16 @@ void Store::delete_metrics_after(int64_t run_id, const std::string& worker, int6
     require_owner(run_id, worker);
     Statement s(db_, "DELETE FROM metrics WHERE run_id = ? AND step > ?");
     s.bind(1, run_id).bind(2, step).run();
-    Statement u(db_, "UPDATE runs SET last_step = (SELECT MAX(step) FROM metrics WHERE run_id = ?1) "
-                     "WHERE run_id = ?1");
+    Statement u(db_,
+                "UPDATE runs SET last_step = (SELECT MAX(step) FROM metrics WHERE run_id = ?1) "
+                "WHERE run_id = ?1");
     u.bind(1, run_id).run();
   });
 }
 
 std::vector<MetricPoint> Store::metric_series(int64_t run_id, const std::string& key) {
-  Statement s(db_, "SELECT step, value, wall_s FROM metrics WHERE run_id = ? AND key = ? ORDER BY step");
+  Statement s(db_,
+              "SELECT step, value, wall_s FROM metrics WHERE run_id = ? AND key = ? ORDER BY step");
   s.bind(1, run_id).bind(2, key);
   std::vector<MetricPoint> out;
   while (s.step()) out.push_back({s.int_at(0), s.double_at(1), s.double_at(2)});

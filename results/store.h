@@ -32,8 +32,8 @@ class LostOwnership : public std::runtime_error {
 };
 
 struct PlannedRun {
-  std::string name;     // variant plus seed, unique in the sweep
-  std::string variant;  // seed-free group label
+  std::string name;         // variant plus seed, unique in the sweep
+  std::string variant;      // seed-free group label
   std::string config_json;  // canonical
   std::string config_hash;
   int64_t seed = 0;
@@ -100,6 +100,8 @@ class Store {
   // Ends the run: status finished|failed|killed, with the error text if any.
   void end_run(int64_t run_id, const std::string& worker, const std::string& status,
                const std::string& error);
+  // Marks the run killed if `worker` still holds it: its process is known to be gone.
+  bool release_run(int64_t run_id, const std::string& worker, const std::string& error);
   std::optional<RunRow> run(int64_t run_id);
   std::optional<RunRow> run_by_hash(const std::string& config_hash);
 

@@ -56,11 +56,18 @@ std::pair<std::string, Json> parse_override(const std::string& text) {
 
 Json SweepSpec::spec_with_overrides() const {
   Json out = spec;
-  if (!overrides.empty()) out["--set"] = overrides;
+  // As an object of dotted keys (the last --set of a key wins, as when applied in order), so
+  // a changed override shows up as a changed key.
+  for (const auto& text : overrides) {
+    auto [key, value] = parse_override(text);
+    out["--set"][key] = value;
+  }
   return out;
 }
 
-std::string SweepSpec::spec_hash() const { return content_hash(spec_with_overrides()); }
+std::string SweepSpec::spec_hash() const {
+  return content_hash(spec_with_overrides());
+}
 
 SweepSpec parse_spec(const Json& spec, const std::string& file,
                      const std::vector<std::string>& overrides) {
@@ -71,8 +78,7 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
     out.overrides = overrides;
     ConfigReader top(spec, "");
     out.name = top.get_string("name");
-    if (!valid_name(out.name))
-      top.fail("name", "must be 1-100 letters, digits, '_', '-' or '.'");
+    if (!valid_name(out.name)) top.fail("name", "must be 1-100 letters, digits, '_', '-' or '.'");
     out.description = top.get_string("description", "");
     ConfigReader base_reader = top.child("base");
     (void)base_reader;
@@ -82,7 +88,8 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
     std::vector<std::pair<std::string, Json>> variants;
     if (top.has("variants")) {
       const Json& vs = top.raw("variants");
-      if (!vs.is_array() || vs.empty()) top.fail("variants", "must be a non-empty array of objects");
+      if (!vs.is_array() || vs.empty())
+        top.fail("variants", "must be a non-empty array of objects");
       std::set<std::string> seen;
       for (size_t i = 0; i < vs.size(); ++i) {
         std::string where = fmt::format("variants[{}]", i);
@@ -179,7 +186,8 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
         run.variant = p.variant;
         run.seed = seed;
         run.config = canonicalize(p.config);
-        if (!run.config.is_object()) throw ConfigError("base", short_value(base), "must be an object");
+        if (!run.config.is_object())
+          throw ConfigError("base", short_value(base), "must be an object");
         run.config["seed"] = seed;
         run.name = fmt::format("{} seed={}", p.variant, seed);
         // Two expansions that resolve to one config are one run.

@@ -1,0 +1,182 @@
+#include "experiments/corpus.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+namespace mixlab {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFetchHint = "run `bash scripts/setup.sh` to fetch it";
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+bool is_brown_file(const fs::path& p) {
+  const std::string name = p.filename().string();
+  return name.size() == 4 && name[0] == 'c' && std::isalpha(static_cast<unsigned char>(name[1])) &&
+         std::isdigit(static_cast<unsigned char>(name[2])) &&
+         std::isdigit(static_cast<unsigned char>(name[3]));
+}
+
+std::vector<fs::path> corpus_files(const DataConfig& data, const fs::path& location) {
+  std::vector<fs::path> files;
+  if (fs::is_regular_file(location)) return {location};
+  if (!fs::is_directory(location)) return files;
+  for (const auto& entry : fs::directory_iterator(location)) {
+    if (!entry.is_regular_file()) continue;
+    if (data.corpus == "brown" ? is_brown_file(entry.path()) : entry.path().extension() == ".txt")
+      files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+torch::Tensor bytes_tensor(const std::string& text) {
+  auto t = torch::empty({int64_t(text.size())}, torch::kUInt8);
+  std::memcpy(t.data_ptr<uint8_t>(), text.data(), text.size());
+  return t;
+}
+
+// splitmix64: a stateless, well-mixed hash for window offsets.
+uint64_t mix(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+Batch windows(const torch::Tensor& tokens, const std::vector<int64_t>& offsets, int64_t seq_len) {
+  auto starts = torch::tensor(offsets, torch::kLong).unsqueeze(1);
+  auto index = starts + torch::arange(seq_len + 1, torch::kLong).unsqueeze(0);
+  auto w = tokens.index_select(0, index.reshape({-1})).to(torch::kLong).view(index.sizes());
+  using torch::indexing::Slice;
+  return {w.index({Slice(), Slice(0, seq_len)}).contiguous(),
+          w.index({Slice(), Slice(1, seq_len + 1)}).contiguous()};
+}
+
+}  // namespace
+
+int64_t tokenizer_vocab_size(const DataConfig&) {
+  return 256;
+}
+
+std::string corpus_location(const DataConfig& data) {
+  if (!data.path.empty()) return data.path;
+  if (const char* dir = std::getenv("MIXLAB_DATA_DIR"))
+    return (fs::path(dir) / data.corpus).string();
+  return (fs::path(MIXLAB_SOURCE_DIR) / "data" / data.corpus).string();
+}
+
+void check_corpus_available(const DataConfig& data) {
+  const std::string where = corpus_location(data);
+  const std::string key = data.path.empty() ? "data.corpus" : "data.path";
+  const std::string value = "\"" + (data.path.empty() ? data.corpus : data.path) + "\"";
+  auto files = corpus_files(data, where);
+  if (files.size() < (fs::is_regular_file(where) ? 1u : 2u))
+    throw ConfigError(key, value,
+                      data.corpus == "brown"
+                          ? fmt::format("the Brown corpus is not at {}: {}", where, kFetchHint)
+                          : fmt::format("no text found at {} (a file, or a folder of .txt files, "
+                                        "at least two for a split by file)",
+                                        where));
+}
+
+std::string strip_brown_tags(const std::string& tagged) {
+  std::string out;
+  std::istringstream lines(tagged);
+  std::string line;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    std::string word, sentence;
+    while (words >> word) {
+      auto slash = word.rfind('/');
+      if (slash != std::string::npos && slash > 0) word.resize(slash);
+      if (!sentence.empty()) sentence += ' ';
+      sentence += word;
+    }
+    if (!sentence.empty()) out += sentence + '\n';
+  }
+  return out;
+}
+
+std::shared_ptr<const TokenCorpus> load_corpus(const DataConfig& data) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<const TokenCorpus>> cache;
+  check_corpus_available(data);
+  const std::string where = corpus_location(data);
+  std::lock_guard<std::mutex> lock(mutex);
+  auto key = data.corpus + ":" + where;
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+
+  auto files = corpus_files(data, where);
+  std::string train, validation;
+  size_t n_val = 0;
+  if (files.size() == 1) {
+    std::string text = read_file(files[0]);
+    size_t cut = text.size() - text.size() / 20;
+    train = text.substr(0, cut);
+    validation = text.substr(cut);
+  } else {
+    for (size_t i = 0; i < files.size(); ++i) {
+      std::string text = read_file(files[i]);
+      if (data.corpus == "brown") text = strip_brown_tags(text);
+      (i % 20 == 0 ? validation : train) += text + "\n";
+      n_val += i % 20 == 0;
+    }
+  }
+  auto corpus = std::make_shared<TokenCorpus>();
+  corpus->description =
+      fmt::format("{} ({}): {} files, {} for validation; {} / {} bytes", data.corpus, where,
+                  files.size(), n_val, train.size(), validation.size());
+  corpus->train = bytes_tensor(train);
+  corpus->validation = bytes_tensor(validation);
+  cache[key] = corpus;
+  return corpus;
+}
+
+WindowSampler::WindowSampler(torch::Tensor tokens, int64_t batch_size, int64_t seq_len,
+                             uint64_t seed)
+    : tokens_(std::move(tokens)), batch_size_(batch_size), seq_len_(seq_len), seed_(seed) {
+  TORCH_CHECK(tokens_.numel() > seq_len_ + 1, "training split shorter than one window");
+}
+
+Batch WindowSampler::batch(int64_t step) const {
+  const uint64_t range = uint64_t(tokens_.numel() - seq_len_ - 1);
+  std::vector<int64_t> offsets(batch_size_);
+  const uint64_t base = mix(seed_ ^ mix(uint64_t(step) * 0x2545F4914F6CDD1Dull));
+  for (int64_t i = 0; i < batch_size_; ++i) offsets[i] = int64_t(mix(base + uint64_t(i)) % range);
+  return windows(tokens_, offsets, seq_len_);
+}
+
+std::vector<Batch> validation_batches(const torch::Tensor& tokens, int64_t batch_size,
+                                      int64_t seq_len, int64_t n_batches) {
+  const int64_t n_windows = batch_size * n_batches;
+  const int64_t span = tokens.numel() - seq_len - 1;
+  TORCH_CHECK(span > 0, "validation split shorter than one window");
+  std::vector<Batch> out;
+  for (int64_t b = 0; b < n_batches; ++b) {
+    std::vector<int64_t> offsets(batch_size);
+    for (int64_t i = 0; i < batch_size; ++i)
+      offsets[i] = (b * batch_size + i) * span / std::max<int64_t>(n_windows, 1);
+    out.push_back(windows(tokens, offsets, seq_len));
+  }
+  return out;
+}
+
+}  // namespace mixlab

@@ -1,0 +1,71 @@
+// The decoder-only Transformer every layer is compared in (GPT-2 style).
+//
+// Token and learned position embeddings (N(0, 0.02)), n_layers pre-LayerNorm blocks of
+// causal multi-head attention and the configured feed-forward layer, a final LayerNorm and
+// an output head tied to the token embedding.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "experiments/run_config.h"
+#include "layers/ffn_layer.h"
+
+namespace mixlab {
+
+class CausalSelfAttentionImpl : public torch::nn::Module {
+ public:
+  CausalSelfAttentionImpl(const ModelConfig& config);
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  int64_t n_heads_;
+  torch::nn::Linear qkv_{nullptr}, proj_{nullptr};
+};
+TORCH_MODULE(CausalSelfAttention);
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(const ModelConfig& config, FfnLayer ffn);
+  torch::Tensor forward(const torch::Tensor& x);
+  const FfnLayer& ffn() const { return ffn_; }
+
+ private:
+  torch::nn::LayerNorm ln_attention_{nullptr}, ln_ffn_{nullptr};
+  CausalSelfAttention attention_{nullptr};
+  FfnLayer ffn_;
+};
+TORCH_MODULE(Block);
+
+struct ModelCost {
+  int64_t params_total = 0;
+  int64_t params_active = 0;           // per token
+  double forward_flops_per_token = 0;  // matmuls, attention at full sequence length
+  double train_flops_per_token() const { return 3 * forward_flops_per_token; }
+};
+
+class GptImpl : public torch::nn::Module {
+ public:
+  GptImpl(const ModelConfig& config, const FfnBuilder& ffn);
+  // tokens (B, S) int64 -> logits (B, S, vocab)
+  torch::Tensor forward(const torch::Tensor& tokens);
+  // Mean cross-entropy of next-token prediction.
+  torch::Tensor loss(const torch::Tensor& tokens, const torch::Tensor& targets);
+  // Sum of the feed-forward layers' auxiliary losses of the last forward (undefined if none).
+  torch::Tensor aux_loss() const;
+
+  const std::vector<FfnLayer>& ffn_layers() const { return ffn_layers_; }
+  ModelCost cost() const;
+  const ModelConfig& config() const { return config_; }
+
+ private:
+  ModelConfig config_;
+  torch::Tensor wte_, wpe_;
+  torch::nn::ModuleList blocks_;
+  torch::nn::LayerNorm ln_final_{nullptr};
+  std::vector<FfnLayer> ffn_layers_;
+};
+TORCH_MODULE(Gpt);
+
+}  // namespace mixlab

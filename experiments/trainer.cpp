@@ -1,0 +1,246 @@
+#include "experiments/trainer.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "experiments/checkpoint.h"
+#include "experiments/corpus.h"
+#include "experiments/schedule.h"
+#include "layers/torch_compat.h"
+
+namespace mixlab {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// AdamW with weight decay on matrices only (not on biases, LayerNorm gains, temperatures).
+std::unique_ptr<torch::optim::AdamW> make_optimizer(Gpt& model, const TrainConfig& train) {
+  std::vector<torch::Tensor> decay, no_decay;
+  for (auto& p : model->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  auto options = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(train.lr).betas({train.beta1, train.beta2}).weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(decay, options(train.weight_decay));
+  groups.emplace_back(no_decay, options(0.0));
+  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(train.lr));
+}
+
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups())
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+}
+
+// Clips the global gradient norm without a host sync; returns the norm before clipping.
+torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
+  std::vector<torch::Tensor> norms;
+  for (const auto& p : params)
+    if (p.grad().defined()) norms.push_back(p.grad().detach().to(torch::kFloat).norm());
+  if (norms.empty()) return torch::zeros({});
+  auto total = torch::stack(norms).norm();
+  if (max_norm > 0) {
+    auto scale = (max_norm / (total + 1e-6)).clamp_max(1.0);
+    for (const auto& p : params)
+      if (p.grad().defined()) p.grad().detach().mul_(scale.to(p.grad().scalar_type()));
+  }
+  return total;
+}
+
+}  // namespace
+
+Metrics evaluate(Gpt& model, const std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches,
+                 const std::vector<std::string>& modes) {
+  Metrics out;
+  torch::NoGradGuard no_grad;
+  model->eval();
+  for (const auto& mode : modes) {
+    bool known = mode == "mixed";
+    for (const auto& layer : model->ffn_layers()) {
+      auto m = layer->eval_modes();
+      known = known || std::find(m.begin(), m.end(), mode) != m.end();
+    }
+    if (!known) continue;
+    for (const auto& layer : model->ffn_layers()) layer->set_eval_mode(mode);
+    auto total = torch::zeros({}, torch::TensorOptions().device(batches.front().first.device()));
+    for (const auto& [inputs, targets] : batches) total += model->loss(inputs, targets).detach();
+    const double loss = total.item<double>() / double(batches.size());
+    const std::string prefix = mode == "mixed" ? "eval" : "eval_" + mode;
+    out.emplace_back(prefix + "/loss", loss);
+    out.emplace_back(prefix + "/ppl", std::exp(loss));
+  }
+  for (const auto& layer : model->ffn_layers()) layer->set_eval_mode("mixed");
+  model->train();
+  return out;
+}
+
+TrainResult train_run(const RunConfig& config, const TrainOptions& options, TrainHooks& hooks) {
+  const TrainConfig& tc = config.train;
+  const torch::Device device = options.device;
+  auto corpus = load_corpus(config.data);
+
+  torch::manual_seed(static_cast<uint64_t>(config.seed));
+  Gpt model(config.model, config.ffn);
+  model->to(device);
+  model->train();
+  auto optimizer = make_optimizer(model, tc);
+  const auto params = model->parameters();
+
+  WindowSampler sampler(corpus->train, tc.batch_size, config.model.seq_len,
+                        static_cast<uint64_t>(config.seed));
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> validation;
+  for (auto& b : validation_batches(corpus->validation, tc.batch_size, config.model.seq_len,
+                                    config.eval.batches))
+    validation.emplace_back(b.inputs.to(device), b.targets.to(device));
+
+  int64_t step = 0;
+  double wall_s = 0;
+  CheckpointState resumed;
+  if (!options.checkpoint_path.empty() && std::filesystem::exists(options.checkpoint_path)) {
+    resumed = load_checkpoint(options.checkpoint_path, config.hash, *model, *optimizer, device);
+    step = resumed.step;
+    wall_s = resumed.wall_s;
+    hooks.on_resume(step);
+  }
+
+  RunFacts facts;
+  facts.device = device.str();
+  facts.torch_version = compat::torch_version();
+  facts.corpus = corpus->description;
+  facts.cost = model->cost();
+  facts.train_tokens = corpus->train.numel();
+  hooks.on_start(facts);
+
+  const double tokens_per_step = double(tc.batch_size * config.model.seq_len);
+  auto passes_at = [&](int64_t s) {
+    return double(s) * tokens_per_step / double(facts.train_tokens);
+  };
+  auto zeros = [&] { return torch::zeros({}, torch::TensorOptions().device(device)); };
+  torch::Tensor loss_sum = zeros() + resumed.loss_sum, aux_sum = zeros() + resumed.aux_sum,
+                norm_sum = zeros() + resumed.norm_sum;
+  int64_t interval_steps = resumed.interval_steps, last_checkpoint = step;
+  auto interval_start = Clock::now() - std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(resumed.interval_s));
+
+  // At a logging step the interval sums are zero; between them (a stop) they are saved too.
+  auto checkpoint = [&](int64_t s) {
+    if (options.checkpoint_path.empty()) return;
+    CheckpointState state;
+    state.step = s;
+    state.wall_s = wall_s;
+    state.config_hash = config.hash;
+    state.interval_steps = interval_steps;
+    if (interval_steps > 0) {
+      state.loss_sum = loss_sum.item<double>();
+      state.aux_sum = aux_sum.item<double>();
+      state.norm_sum = norm_sum.item<double>();
+      state.interval_s = seconds_since(interval_start);
+    }
+    save_checkpoint(options.checkpoint_path, state, *model, *optimizer);
+    hooks.on_checkpoint(s);
+  };
+
+  TrainResult result;
+  if (step == 0) {
+    result.last_eval = evaluate(model, validation, config.eval.modes);
+    hooks.on_log(0, result.last_eval, 0.0, 0.0);
+  }
+
+  while (step < tc.steps) {
+    if (hooks.stop_requested()) {
+      checkpoint(step);
+      result.step = step;
+      return result;
+    }
+    ++step;
+    const bool log_step = step % tc.log_every == 0 || step == tc.steps;
+    if (interval_steps == 0) interval_start = Clock::now();
+    for (const auto& layer : model->ffn_layers()) {
+      layer->on_step(step);
+      layer->record_stats(log_step);
+    }
+    const double lr = learning_rate(tc, step);
+    set_learning_rate(*optimizer, lr);
+    Batch batch = sampler.batch(step);
+    auto inputs = batch.inputs.to(device, /*non_blocking=*/true);
+    auto targets = batch.targets.to(device, /*non_blocking=*/true);
+
+    torch::Tensor loss, aux;
+    {
+      compat::AutocastGuard autocast(device, tc.precision == "bf16");
+      loss = model->loss(inputs, targets);
+      aux = model->aux_loss();
+    }
+    optimizer->zero_grad();
+    (aux.defined() ? loss + aux : loss).backward();
+    norm_sum += clip_gradients(params, tc.grad_clip);
+    optimizer->step();
+    loss_sum += loss.detach();
+    if (aux.defined()) aux_sum += aux.detach();
+    ++interval_steps;
+
+    if (!log_step) continue;
+    // The one host sync of the interval: everything below reads device scalars.
+    const double mean_loss = loss_sum.item<double>() / double(interval_steps);
+    const double interval_s = seconds_since(interval_start);
+    wall_s += interval_s;
+    if (!std::isfinite(mean_loss))
+      throw TrainingError(
+          fmt::format("train/loss is {} at step {} (lr {:.3g})", mean_loss, step, lr));
+    Metrics metrics = {
+        {"train/loss", mean_loss},
+        {"train/lr", lr},
+        {"train/grad_norm", norm_sum.item<double>() / double(interval_steps)},
+        {"time/step_ms", 1000.0 * interval_s / double(interval_steps)},
+        {"time/wall_s", wall_s},
+        {"throughput/tokens_per_s", tokens_per_step * double(interval_steps) / interval_s},
+    };
+    if (aux.defined())
+      metrics.emplace_back("train/aux_loss", aux_sum.item<double>() / double(interval_steps));
+    const auto& layers = model->ffn_layers();
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (!layers[i]->stat_values().defined()) continue;
+      auto values = layers[i]->stat_values().to(torch::kCPU);
+      for (size_t k = 0; k < layers[i]->stat_names().size(); ++k)
+        metrics.emplace_back(fmt::format("layer{}/{}", i, layers[i]->stat_names()[k]),
+                             values[int64_t(k)].item<double>());
+    }
+    const bool eval_step =
+        step == tc.steps || (config.eval.every > 0 && step % config.eval.every == 0);
+    if (eval_step) {
+      result.last_eval = evaluate(model, validation, config.eval.modes);
+      metrics.insert(metrics.end(), result.last_eval.begin(), result.last_eval.end());
+    }
+    hooks.on_log(step, metrics, wall_s, passes_at(step));
+    if (options.progress) {
+      std::string line = fmt::format("step {:>6}/{} loss {:.4f} lr {:.2e} {:.0f} tok/s", step,
+                                     tc.steps, mean_loss, lr, metrics[5].second);
+      for (const auto& [k, v] : result.last_eval)
+        if (eval_step && k == "eval/loss") line += fmt::format(" eval {:.4f}", v);
+      options.progress(line);
+    }
+    if (step == tc.steps ||
+        (tc.checkpoint_every > 0 && step - last_checkpoint >= tc.checkpoint_every)) {
+      checkpoint(step);
+      last_checkpoint = step;
+    }
+    loss_sum = zeros();
+    aux_sum = zeros();
+    norm_sum = zeros();
+    interval_steps = 0;
+    interval_start = Clock::now();
+  }
+  result.finished = true;
+  result.step = step;
+  return result;
+}
+
+}  // namespace mixlab

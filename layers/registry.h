@@ -1,0 +1,22 @@
+// Builds a feed-forward layer from its JSON config by type name.
+//
+// Each layer type is one file pair in layers/ exposing a parse function that validates its
+// config section (every key, ranges, shapes against the model) and returns a builder. Adding
+// a layer means adding that file pair and one line to the table in registry.cpp.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "layers/ffn_layer.h"
+
+namespace mixlab {
+
+// Reads `ffn` (found at dotted `path`, e.g. "ffn"), checks it completely and returns the
+// builder. Throws ConfigError for an unknown type, unknown key or impossible shape.
+FfnBuilder parse_ffn(const Json& ffn, const std::string& path, const ModelDims& dims);
+
+// The registered type names, sorted.
+std::vector<std::string> ffn_types();
+
+}  // namespace mixlab

@@ -1,0 +1,432 @@
+#include "sweeps/runner.h"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "analysis/summary.h"
+#include "build_info.h"
+#include "experiments/checkpoint.h"
+#include "experiments/corpus.h"
+#include "experiments/trainer.h"
+#include "results/store.h"
+#include "sweeps/validate.h"
+
+extern char** environ;
+
+namespace mixlab {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// ---- signals: the first SIGINT/SIGTERM stops after a checkpoint, a second one kills ------
+std::atomic<int> g_stop_signal{0};
+
+void on_stop_signal(int sig) {
+  if (g_stop_signal.exchange(sig) != 0) {
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+  }
+}
+
+void install_stop_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+std::string new_worker_id() {
+  std::random_device rd;
+  return fmt::format("{}:{}:{:08x}", host_name(), ::getpid(), rd());
+}
+
+torch::Device resolve_device(const std::string& device) {
+  if (device == "cpu") return torch::kCPU;
+  if (device == "cuda" || device == "auto") {
+    if (torch::cuda::is_available()) return torch::Device(torch::kCUDA, 0);
+    if (device == "cuda")
+      throw ConfigError("--device", "cuda", "no CUDA device is available to this LibTorch");
+    return torch::kCPU;
+  }
+  throw ConfigError("--device", device, "must be cpu, cuda or auto");
+}
+
+void set_threads(const RunnerOptions& options) {
+  int threads = options.threads;
+  if (threads <= 0)
+    threads = std::max(1, int(std::thread::hardware_concurrency()) / std::max(1, options.jobs));
+  torch::set_num_threads(threads);
+}
+
+std::string checkpoint_path(const std::string& db_path, const std::string& config_hash) {
+  fs::path dir = fs::path(db_path).parent_path();
+  return (dir / "checkpoints" / (config_hash + ".pt")).string();
+}
+
+void open_parent_dir(const std::string& db_path) {
+  fs::path dir = fs::path(db_path).parent_path();
+  if (!dir.empty()) fs::create_directories(dir);
+}
+
+// Runs on this host whose worker process no longer exists are released at once (killed),
+// instead of waiting for their heartbeat to go stale.
+void release_dead_local_workers(Store& store, const std::string& sweep) {
+  const std::string host = host_name();
+  for (const RunRow& run : store.sweep_runs(sweep)) {
+    if (run.status != "running") continue;
+    auto first = run.worker.find(':'), second = run.worker.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    if (run.worker.substr(0, first) != host) continue;
+    pid_t pid = std::atoi(run.worker.substr(first + 1, second - first - 1).c_str());
+    if (pid <= 0 || (::kill(pid, 0) != 0 && errno == ESRCH))
+      store.release_run(run.run_id, run.worker,
+                        fmt::format("worker {} died (found by a later sweep run)", run.worker));
+  }
+}
+
+// Writes a run's progress into the store, and keeps its heartbeat fresh from a thread.
+class StoreHooks : public TrainHooks {
+ public:
+  StoreHooks(Store& store, const std::string& db_path, const RunRow& run, std::string worker,
+             double stale_after_s)
+      : store_(store), run_(run), worker_(std::move(worker)) {
+    const double period = std::max(1.0, std::min(15.0, stale_after_s / 4));
+    beat_ = std::thread([this, db_path, period] {
+      try {
+        Store own(db_path, false);  // one connection per thread
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (!done_) {
+          if (cv_.wait_for(lock, std::chrono::duration<double>(period), [this] { return done_; }))
+            break;
+          try {
+            own.heartbeat(run_.run_id, worker_);
+          } catch (const LostOwnership&) {
+            lost_ = true;
+          } catch (const StoreError&) {
+            // a busy database: the next beat retries
+          }
+        }
+      } catch (const std::exception&) {
+      }
+    });
+  }
+  ~StoreHooks() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    beat_.join();
+  }
+
+  void on_start(const RunFacts& facts) override {
+    RunInfo info;
+    info.host = host_name();
+    info.device = facts.device;
+    info.git_commit = MIXLAB_GIT_COMMIT;
+    info.torch_version = facts.torch_version;
+    info.params_total = facts.cost.params_total;
+    info.params_active = facts.cost.params_active;
+    info.flops_per_token = facts.cost.train_flops_per_token();
+    info.train_tokens = facts.train_tokens;
+    store_.set_run_info(run_.run_id, worker_, info);
+  }
+  void on_resume(int64_t step) override { store_.delete_metrics_after(run_.run_id, worker_, step); }
+  void on_log(int64_t step, const Metrics& metrics, double wall_s, double passes) override {
+    store_.log_step(run_.run_id, worker_, step, metrics, wall_s, passes);
+  }
+  void on_checkpoint(int64_t step) override {
+    store_.set_checkpoint_step(run_.run_id, worker_, step);
+  }
+  bool stop_requested() override { return g_stop_signal.load() != 0 || lost_.load(); }
+  bool lost() const { return lost_.load(); }
+
+ private:
+  Store& store_;
+  RunRow run_;
+  std::string worker_;
+  std::thread beat_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::atomic<bool> lost_{false};
+};
+
+// Claims and trains runs of the sweep until none is left. Returns an exit status.
+int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
+              const std::string& db_path) {
+  const torch::Device device = resolve_device(options.device);
+  set_threads(options);
+  const std::string worker = new_worker_id();
+  int status = 0;
+  while (g_stop_signal.load() == 0) {
+    release_dead_local_workers(store, sweep.name);
+    auto claimed =
+        store.claim_next(sweep.sweep_id, worker, options.stale_after_s, options.max_attempts);
+    if (!claimed) break;
+    const RunRow& run = *claimed;
+    auto say = [&](const std::string& line) {
+      if (!options.quiet) std::cout << fmt::format("[{}] {}", run.name, line) << std::endl;
+    };
+    say(run.attempt > 1 ? fmt::format("resuming (attempt {})", run.attempt) : "starting");
+    try {
+      RunConfig config = parse_run_config(Json::parse(run.config_json), sweep.name);
+      StoreHooks hooks(store, db_path, run, worker, options.stale_after_s);
+      TrainOptions train_options;
+      train_options.device = device;
+      train_options.checkpoint_path = checkpoint_path(db_path, run.config_hash);
+      const int64_t every = config.eval.every > 0 ? config.eval.every : config.train.steps;
+      train_options.progress = [&, every](const std::string& line) {
+        auto step = std::atoll(line.c_str() + 5);
+        if (step % every == 0 || step == config.train.steps) say(line);
+      };
+      TrainResult result = train_run(config, train_options, hooks);
+      if (result.finished) {
+        store.end_run(run.run_id, worker, "finished", "");
+        say("finished");
+      } else if (hooks.lost()) {
+        say("lost to another worker (stale heartbeat); moving on");
+      } else {
+        store.end_run(
+            run.run_id, worker, "killed",
+            fmt::format("stopped by signal {} at step {}", g_stop_signal.load(), result.step));
+        say(fmt::format("stopped at step {} (checkpoint written); rerun to resume", result.step));
+        return 130;
+      }
+    } catch (const LostOwnership& e) {
+      say(std::string("lost: ") + e.what());
+    } catch (const CheckpointError& e) {
+      // The checkpoint is left where it is for the user to inspect; the run waits.
+      store.release_run(run.run_id, worker, e.what());
+      throw;
+    } catch (const ConfigError& e) {
+      store.end_run(run.run_id, worker, "failed", e.what());
+      say(std::string("failed: ") + e.what());
+      status = 1;
+    } catch (const std::exception& e) {
+      std::string what = e.what();
+      what = what.substr(0, what.find("\nException raised from"));
+      store.end_run(run.run_id, worker, "failed", what);
+      say("failed: " + what);
+      status = 1;
+    }
+  }
+  return g_stop_signal.load() != 0 ? 130 : status;
+}
+
+// Spawns `jobs` copies of this binary as workers on the sweep and waits for them.
+int spawn_workers(const std::string& sweep, const RunnerOptions& options) {
+  std::vector<pid_t> children;
+  for (int i = 0; i < options.jobs; ++i) {
+    std::vector<std::string> args = {"sweep",
+                                     "worker",
+                                     sweep,
+                                     "--db",
+                                     options.db_path,
+                                     "--device",
+                                     options.device,
+                                     "--threads",
+                                     std::to_string(options.threads),
+                                     "--jobs",
+                                     std::to_string(options.jobs),
+                                     "--stale-after",
+                                     std::to_string(options.stale_after_s),
+                                     "--max-attempts",
+                                     std::to_string(options.max_attempts)};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    if (posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, argv.data(), environ) != 0)
+      throw std::runtime_error("cannot start a worker process");
+    children.push_back(pid);
+  }
+  int worst = 0;
+  for (pid_t child : children) {
+    int wstatus = 0;
+    while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
+      if (int sig = g_stop_signal.load()) kill(child, sig);
+    }
+    int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+    worst = std::max(worst, code);
+  }
+  return worst;
+}
+
+void flatten(const Json& j, const std::string& prefix, std::map<std::string, std::string>& out) {
+  if (j.is_object() && !j.empty()) {
+    for (auto it = j.begin(); it != j.end(); ++it)
+      flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
+  } else {
+    out[prefix] = canonical_dump(j);
+  }
+}
+
+std::string changed_keys(const Json& before, const Json& after) {
+  std::map<std::string, std::string> a, b;
+  flatten(before, "", a);
+  flatten(after, "", b);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : a)
+    if (!b.count(k) || b[k] != v) keys.insert(k);
+  for (const auto& [k, v] : b)
+    if (!a.count(k)) keys.insert(k);
+  std::string out;
+  for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
+  return out;
+}
+
+int finish(Store& store, const std::string& sweep, int status, const RunnerOptions& options) {
+  if (!options.quiet || status != 130)
+    std::cout << "\n" << format_summary(sweep, summarize_sweep(store, sweep));
+  for (const auto& run : store.sweep_runs(sweep))
+    if (run.status == "failed" && status == 0) status = 1;
+  return status;
+}
+
+int register_and_run(const SweepSpec& spec, const RunnerOptions& options, bool allow_changed) {
+  open_parent_dir(options.db_path);
+  Store store(options.db_path);
+  const Json spec_json = spec.spec_with_overrides();
+  if (auto existing = store.find_sweep(spec.name);
+      existing && existing->spec_hash != spec.spec_hash() && !allow_changed) {
+    throw ConfigError(
+        spec.file, "name", "\"" + spec.name + "\"",
+        fmt::format("{} already holds this sweep from a different spec (changed: {}); pass "
+                    "--allow-changed to update it (finished runs of unchanged configs are kept), "
+                    "or rename the sweep",
+                    options.db_path, changed_keys(Json::parse(existing->spec_json), spec_json)));
+  }
+  std::vector<PlannedRun> planned;
+  for (const auto& p : spec.runs)
+    planned.push_back(
+        {p.name, p.variant, canonical_dump(p.config), content_hash(p.config), p.seed});
+  store.register_sweep(spec.name, canonical_dump(spec_json), spec.spec_hash(), planned);
+  auto sweep = store.find_sweep(spec.name);
+
+  install_stop_handlers();
+  int done = 0;
+  for (const auto& run : store.sweep_runs(spec.name)) done += run.status == "finished";
+  if (!options.quiet)
+    std::cout << fmt::format("sweep {}: {} runs, {} already finished; database {}\n", spec.name,
+                             spec.runs.size(), done, options.db_path);
+  int status = options.jobs > 1 ? spawn_workers(spec.name, options)
+                                : work_loop(store, *sweep, options, options.db_path);
+  return finish(store, spec.name, status, options);
+}
+
+}  // namespace
+
+int run_sweep(const SweepCommand& command, const RunnerOptions& options) {
+  SweepSpec spec = load_spec(command.spec_file, command.overrides);
+  std::vector<RunConfig> configs = validate_spec(spec);
+  if (options.jobs < 1) throw ConfigError("--jobs", std::to_string(options.jobs), "must be >= 1");
+  resolve_device(options.device);
+  if (command.dry_run) {
+    std::cout << fmt::format("sweep {}: {} runs (dry run: nothing written)\n", spec.name,
+                             spec.runs.size());
+    for (size_t i = 0; i < spec.runs.size(); ++i) {
+      torch::NoGradGuard no_grad;
+      Gpt model(configs[i].model, configs[i].ffn);
+      ModelCost cost = model->cost();
+      std::cout << fmt::format("  {:<40} params {:>10} active {:>10} train FLOP/token {:.3g}  {}\n",
+                               spec.runs[i].name, cost.params_total, cost.params_active,
+                               cost.train_flops_per_token(), configs[i].hash);
+    }
+    return 0;
+  }
+  return register_and_run(spec, options, command.allow_changed);
+}
+
+int train_config(const std::string& config_file, const std::string& sweep_name, bool use_db,
+                 const RunnerOptions& options) {
+  Json raw = read_json_file(config_file);
+  RunConfig config = parse_run_config(raw, config_file);
+  check_corpus_available(config.data);
+  if (!use_db) {
+    const torch::Device device = resolve_device(options.device);
+    set_threads(options);
+    TrainHooks no_hooks;
+    TrainOptions train_options;
+    train_options.device = device;
+    train_options.progress = [](const std::string& line) { std::cout << line << std::endl; };
+    TrainResult result = train_run(config, train_options, no_hooks);
+    for (const auto& [k, v] : result.last_eval) std::cout << fmt::format("{} {:.4f}\n", k, v);
+    return 0;
+  }
+  SweepSpec spec;
+  spec.file = config_file;
+  spec.name = sweep_name.empty() ? fs::path(config_file).stem().string() : sweep_name;
+  spec.spec = Json{{"name", spec.name}, {"base", config.json}};
+  spec.runs.push_back({spec.name, spec.name, config.json, config.seed});
+  return register_and_run(spec, options, /*allow_changed=*/false);
+}
+
+int run_worker(const std::string& sweep_name, const RunnerOptions& options) {
+  install_stop_handlers();
+  Store store(options.db_path, false);
+  auto sweep = store.find_sweep(sweep_name);
+  if (!sweep) throw ConfigError(options.db_path, "sweep", sweep_name, "no such sweep");
+  return work_loop(store, *sweep, options, options.db_path);
+}
+
+int print_status(const std::string& sweep_name, const RunnerOptions& options) {
+  Store store(options.db_path, false);
+  std::vector<SweepRow> sweeps;
+  if (sweep_name.empty()) {
+    sweeps = store.sweeps();
+  } else if (auto s = store.find_sweep(sweep_name)) {
+    sweeps.push_back(*s);
+  } else {
+    throw ConfigError(options.db_path, "sweep", sweep_name, "no such sweep in the database");
+  }
+  const double now = unix_now();
+  for (const auto& sweep : sweeps) {
+    std::map<std::string, int> counts;
+    double done_steps = 0, total_steps = 0, first_start = now;
+    auto runs = store.sweep_runs(sweep.name);
+    for (const auto& run : runs) {
+      ++counts[run.status];
+      const Json config = Json::parse(run.config_json);
+      double steps = config.value("/train/steps"_json_pointer, 1000.0);
+      total_steps += steps;
+      done_steps += run.status == "finished" ? steps : double(run.last_step.value_or(0));
+      if (run.started_at) first_start = std::min(first_start, *run.started_at);
+    }
+    std::string line = fmt::format("{}: {} runs", sweep.name, runs.size());
+    for (const auto& [status, n] : counts) line += fmt::format(", {} {}", n, status);
+    const double fraction = total_steps > 0 ? done_steps / total_steps : 0;
+    line += fmt::format("; {:.1f}% of steps", 100 * fraction);
+    if (counts["running"] > 0 && fraction > 0 && fraction < 1)
+      line += fmt::format(", about {:.0f} s left", (now - first_start) * (1 - fraction) / fraction);
+    std::cout << line << "\n";
+    for (const auto& run : runs)
+      if (run.status == "running" || run.status == "failed" || run.status == "killed")
+        std::cout << fmt::format("  {:<8} {} step {} {}\n", run.status, run.name,
+                                 run.last_step.value_or(0), run.error);
+  }
+  return 0;
+}
+
+}  // namespace mixlab

@@ -1,0 +1,43 @@
+// The sweep runner: records a sweep and its runs in the store, then trains every run that
+// needs work, in this process or in --jobs worker processes, each claiming runs atomically
+// from the database. Interrupted runs resume from their checkpoints; finished runs are never
+// trained again.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace mixlab {
+
+struct RunnerOptions {
+  std::string db_path = "results/results.db";
+  std::string device = "auto";  // cpu | cuda | auto
+  int jobs = 1;
+  int threads = 0;             // LibTorch intra-op threads per worker; 0: cores / jobs
+  double stale_after_s = 120;  // a running run whose heartbeat is older is reclaimed
+  int max_attempts = 2;        // a failed run is retried until it has been started this often
+  bool quiet = false;
+};
+
+struct SweepCommand {
+  std::string spec_file;
+  std::vector<std::string> overrides;
+  bool dry_run = false;
+  bool allow_changed = false;
+};
+
+// Exit status: 0 every run finished, 1 a run failed, 2 bad input, 130 stopped by a signal.
+int run_sweep(const SweepCommand& command, const RunnerOptions& options);
+
+// `sweep train CONFIG.json`: one config as a one-run sweep (named `sweep_name`, default the
+// file's stem), or without a database when `db` is false.
+int train_config(const std::string& config_file, const std::string& sweep_name, bool use_db,
+                 const RunnerOptions& options);
+
+// The hidden `sweep worker` command that --jobs spawns.
+int run_worker(const std::string& sweep_name, const RunnerOptions& options);
+
+// `sweep status`: runs per status, progress and an estimate of the time left.
+int print_status(const std::string& sweep_name, const RunnerOptions& options);
+
+}  // namespace mixlab
