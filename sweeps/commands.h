@@ -1,0 +1,23 @@
+// The subcommands of `sweep`, one file per area, so each area adds its own commands:
+//   cli_run.cpp       run, status, train (and the internal worker)
+//   cli_analysis.cpp  report (plot, export)
+// Each add_* function declares its subcommands on `app` and returns, per subcommand, the
+// action to run when it was chosen. Actions return the exit status; main() maps exceptions
+// to exit statuses (ConfigError, StoreError, CheckpointError: 2; anything else: 1).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <vector>
+
+namespace mixlab {
+
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> action;
+};
+
+std::vector<Command> add_run_commands(CLI::App& app);
+std::vector<Command> add_analysis_commands(CLI::App& app);
+
+}  // namespace mixlab
