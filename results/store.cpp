@@ -141,7 +141,9 @@ Store::Store(const std::string& path, bool create) : path_(path) {
     exec("PRAGMA journal_mode = WAL");
     exec("PRAGMA synchronous = NORMAL");
     exec("PRAGMA foreign_keys = ON");
-    if (v < kSchemaVersion) {
+    // The schema is idempotent (IF NOT EXISTS): running it on every open also gives databases of
+    // this version the views added since they were created.
+    {
       begin_immediate();
       try {
         exec(kSchemaSql);
