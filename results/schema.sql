@@ -92,3 +92,11 @@ CREATE VIEW IF NOT EXISTS curves AS
   SELECT s.name AS sweep, sr.variant, r.seed, m.run_id, m.key, m.step, m.value, m.wall_s
   FROM metrics m JOIN runs r USING (run_id) JOIN sweep_runs sr USING (run_id)
   JOIN sweeps s USING (sweep_id);
+
+-- Per sweep, variant, metric and step: the statistics over seeds that a seed-band plot draws
+-- (sweep plot computes the same from the metrics; this is for sqlite3 -csv ... | gnuplot).
+CREATE VIEW IF NOT EXISTS variant_curves AS
+  SELECT sweep, variant, key, step, COUNT(value) AS n, AVG(value) AS mean,
+         MIN(value) AS min, MAX(value) AS max, AVG(wall_s) AS wall_s
+  FROM curves
+  GROUP BY sweep, variant, key, step;

@@ -1,0 +1,587 @@
+#include "analysis/report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <regex>
+#include <set>
+
+namespace mixlab {
+
+// ---- cells and rendering --------------------------------------------------------------------
+
+Cell Cell::of_text(std::string text) {
+  Cell c;
+  c.kind = Kind::text;
+  c.text = std::move(text);
+  return c;
+}
+
+Cell Cell::of_value(double value, int decimals) {
+  if (std::isnan(value)) return of_text("-");
+  Cell c;
+  c.kind = Kind::number;
+  c.mean = value;
+  c.decimals = decimals;
+  return c;
+}
+
+Cell Cell::of_stat(const MeanStd& stat, int decimals) {
+  if (stat.n == 0 || std::isnan(stat.mean)) return of_text("-");
+  Cell c = of_value(stat.mean, decimals);
+  // One seed has no spread: show the value alone rather than a misleading "± 0".
+  if (stat.n > 1) c.std = stat.std;
+  c.n = stat.n;
+  return c;
+}
+
+std::optional<TableFormat> parse_table_format(const std::string& name) {
+  if (name == "md" || name == "markdown") return TableFormat::markdown;
+  if (name == "csv") return TableFormat::csv;
+  if (name == "latex" || name == "tex") return TableFormat::latex;
+  return std::nullopt;
+}
+
+namespace {
+
+std::string fixed(double v, int decimals) {
+  return fmt::format("{:.{}f}", v, decimals);
+}
+
+std::string csv_quote(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string latex_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+      case '%':
+      case '$':
+      case '#':
+      case '_':
+      case '{':
+      case '}':
+        out += '\\';
+        out += c;
+        break;
+      case '~':
+        out += "\\textasciitilde{}";
+        break;
+      case '^':
+        out += "\\textasciicircum{}";
+        break;
+      case '\\':
+        out += "\\textbackslash{}";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+std::string md_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+std::string render_markdown(const Table& t) {
+  std::string out = fmt::format("### {}\n\n|", md_escape(t.title));
+  for (const auto& c : t.columns) out += " " + md_escape(c) + " |";
+  out += "\n|";
+  for (size_t i = 0; i < t.columns.size(); ++i) out += i == 0 ? "---|" : "---:|";
+  out += "\n";
+  for (const auto& row : t.rows) {
+    out += "|";
+    for (const auto& cell : row) {
+      std::string text;
+      if (cell.kind == Cell::Kind::text) text = md_escape(cell.text);
+      if (cell.kind == Cell::Kind::number) {
+        text = fixed(cell.mean, cell.decimals);
+        if (cell.has_std()) text += " ± " + fixed(cell.std, cell.decimals);
+      }
+      out += " " + text + " |";
+    }
+    out += "\n";
+  }
+  if (!t.notes.empty()) out += "\n";
+  for (const auto& note : t.notes) out += "- " + note + "\n";
+  return out + "\n";
+}
+
+std::string render_csv(const Table& t) {
+  std::vector<bool> split(t.columns.size(), false);
+  for (const auto& row : t.rows)
+    for (size_t i = 0; i < row.size() && i < split.size(); ++i)
+      split[i] = split[i] || row[i].has_std();
+  std::vector<std::string> header;
+  for (size_t i = 0; i < t.columns.size(); ++i) {
+    header.push_back(csv_quote(t.columns[i]));
+    if (split[i]) header.push_back(csv_quote(t.columns[i] + " std"));
+  }
+  auto join = [](const std::vector<std::string>& fields) {
+    std::string line;
+    for (size_t i = 0; i < fields.size(); ++i) line += (i ? "," : "") + fields[i];
+    return line + "\n";
+  };
+  std::string out = join(header);
+  for (const auto& row : t.rows) {
+    std::vector<std::string> fields;
+    for (size_t i = 0; i < t.columns.size(); ++i) {
+      const Cell cell = i < row.size() ? row[i] : Cell::empty();
+      // "-" marks a missing number for people; a CSV reader wants an empty field.
+      if (cell.kind == Cell::Kind::number)
+        fields.push_back(fmt::format("{:.10g}", cell.mean));
+      else
+        fields.push_back(cell.text == "-" ? "" : csv_quote(cell.text));
+      if (split[i]) fields.push_back(cell.has_std() ? fmt::format("{:.10g}", cell.std) : "");
+    }
+    out += join(fields);
+  }
+  return out;
+}
+
+std::string render_latex(const Table& t) {
+  std::string spec = "l";
+  for (size_t i = 1; i < t.columns.size(); ++i) spec += "r";
+  std::string out = "% needs \\usepackage{booktabs}\n\\begin{table}[t]\n\\centering\n";
+  out += "\\caption{" + latex_escape(t.title) + "}\n";
+  out += "\\label{tab:" + t.name + "}\n\\begin{tabular}{" + spec + "}\n\\toprule\n";
+  for (size_t i = 0; i < t.columns.size(); ++i)
+    out += (i ? " & " : "") + latex_escape(t.columns[i]);
+  out += " \\\\\n\\midrule\n";
+  for (const auto& row : t.rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      const Cell& cell = row[i];
+      std::string text;
+      if (cell.kind == Cell::Kind::text) text = latex_escape(cell.text);
+      if (cell.kind == Cell::Kind::number) {
+        text = "$" + fixed(cell.mean, cell.decimals);
+        if (cell.has_std()) text += " \\pm " + fixed(cell.std, cell.decimals);
+        text += "$";
+      }
+      out += (i ? " & " : "") + text;
+    }
+    out += " \\\\\n";
+  }
+  out += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
+  for (const auto& note : t.notes) out += "% " + note + "\n";
+  return out + "\n";
+}
+
+}  // namespace
+
+std::string render_table(const Table& table, TableFormat format) {
+  switch (format) {
+    case TableFormat::markdown:
+      return render_markdown(table);
+    case TableFormat::csv:
+      return render_csv(table);
+    case TableFormat::latex:
+      return render_latex(table);
+  }
+  return {};
+}
+
+// ---- the data behind the tables ---------------------------------------------------------
+
+SweepData::SweepData(Store& store, std::string sweep) : store_(store), sweep_(std::move(sweep)) {
+  std::map<std::string, size_t> index;
+  for (const RunRow& run : store_.sweep_runs(sweep_)) {
+    auto [it, added] = index.emplace(run.variant, variants_.size());
+    if (added) {
+      variants_.emplace_back();
+      variants_.back().name = run.variant;
+    }
+    Variant& v = variants_[it->second];
+    Json config = Json::parse(run.config_json, nullptr, false);
+    if (v.runs.empty() && config.is_object()) {
+      const Json* type = find_path(config, "ffn.type");
+      if (type && type->is_string()) v.ffn_type = type->get<std::string>();
+    }
+    v.runs.push_back(run);
+    if (run.status == "finished") {
+      v.finished.push_back(run);
+      v.configs.push_back(config.is_discarded() ? Json::object() : config);
+    }
+  }
+}
+
+const SweepData::Variant* SweepData::dense() const {
+  for (const auto& v : variants_)
+    if (v.ffn_type == "dense") return &v;
+  return nullptr;
+}
+
+const std::vector<MetricPoint>& SweepData::series(int64_t run_id, const std::string& key) {
+  auto k = std::make_pair(run_id, key);
+  auto it = cache_.find(k);
+  if (it == cache_.end()) it = cache_.emplace(k, store_.metric_series(run_id, key)).first;
+  return it->second;
+}
+
+std::vector<double> SweepData::finals(const Variant& variant, const std::string& key) {
+  std::vector<double> out;
+  for (const auto& run : variant.finished) {
+    const auto& s = series(run.run_id, key);
+    double last = NAN;
+    for (auto p = s.rbegin(); p != s.rend(); ++p)
+      if (!std::isnan(p->value)) {
+        last = p->value;
+        break;
+      }
+    out.push_back(last);
+  }
+  return out;
+}
+
+std::vector<int> SweepData::layers_with(const std::string& stat) {
+  const std::regex pattern("layer([0-9]+)/" + stat);
+  std::set<int> layers;
+  for (const auto& v : variants_)
+    for (const auto& run : v.finished) {
+      auto it = keys_.find(run.run_id);
+      if (it == keys_.end()) it = keys_.emplace(run.run_id, store_.metric_keys(run.run_id)).first;
+      for (const auto& key : it->second) {
+        std::smatch m;
+        if (std::regex_match(key, m, pattern)) layers.insert(std::stoi(m[1]));
+      }
+    }
+  return {layers.begin(), layers.end()};
+}
+
+Reach reach_target(const std::vector<MetricPoint>& eval_loss, double target) {
+  std::vector<double> steps, losses, walls;
+  for (const auto& p : eval_loss) {
+    if (std::isnan(p.value)) continue;
+    steps.push_back(double(p.step));
+    losses.push_back(p.value);
+    walls.push_back(p.wall_s);
+  }
+  Reach r;
+  r.step = first_reach_below(steps, losses, target);
+  if (r.step) r.wall_s = interpolate(steps, walls, *r.step);
+  return r;
+}
+
+// ---- the tables ---------------------------------------------------------------------------
+
+namespace {
+
+std::string runs_cell(const SweepData::Variant& v) {
+  return fmt::format("{}/{}", v.finished.size(), v.runs.size());
+}
+
+// Per finished run: the mean of a metric over all its logged points (NaN if none).
+std::vector<double> run_means(SweepData& data, const SweepData::Variant& v,
+                              const std::string& key) {
+  std::vector<double> out;
+  for (const auto& run : v.finished) {
+    std::vector<double> values;
+    for (const auto& p : data.series(run.run_id, key))
+      if (!std::isnan(p.value)) values.push_back(p.value);
+    out.push_back(mean_std(values).mean);
+  }
+  return out;
+}
+
+// The first value a variant's runs agree on (parameter counts, FLOPs do not vary by seed).
+template <typename Get>
+double first_known(const SweepData::Variant& v, Get get) {
+  for (const auto& run : v.runs)
+    if (auto value = get(run)) return double(*value);
+  return NAN;
+}
+
+bool any_series(SweepData& data, const SweepData::Variant& v, const std::string& key) {
+  for (const auto& run : v.finished)
+    if (!data.series(run.run_id, key).empty()) return true;
+  return false;
+}
+
+const std::string kStatNote = "mean ± sample std over the finished seeds of each variant";
+
+}  // namespace
+
+Table summary_table(SweepData& data) {
+  Table t;
+  t.name = "summary";
+  t.title = fmt::format("{}: final evaluation loss and perplexity", data.sweep());
+  bool discrete = false;
+  for (const auto& v : data.variants())
+    discrete = discrete || any_series(data, v, "eval_discrete/loss");
+  t.columns = {"variant", "runs", "eval loss", "eval ppl"};
+  if (discrete) t.columns.push_back("eval loss (discrete)");
+  t.columns.push_back("train loss");
+  for (const auto& v : data.variants()) {
+    std::vector<double> losses = data.finals(v, "eval/loss");
+    std::vector<double> ppl = data.finals(v, "eval/ppl");
+    // Perplexity is exp(loss) per seed where the run did not log it.
+    for (size_t i = 0; i < ppl.size(); ++i)
+      if (std::isnan(ppl[i])) ppl[i] = std::exp(losses[i]);
+    std::vector<Cell> row = {Cell::of_text(v.name), Cell::of_text(runs_cell(v)),
+                             Cell::of_stat(mean_std(losses), 4), Cell::of_stat(mean_std(ppl), 3)};
+    if (discrete) row.push_back(Cell::of_stat(mean_std(data.finals(v, "eval_discrete/loss")), 4));
+    row.push_back(Cell::of_stat(mean_std(data.finals(v, "train/loss")), 4));
+    t.rows.push_back(row);
+  }
+  t.notes.push_back(kStatNote +
+                    "; runs = finished/all; loss in nats per token at the last "
+                    "evaluation");
+  return t;
+}
+
+Table speedup_table(SweepData& data) {
+  Table t;
+  t.name = "speedup";
+  t.title =
+      fmt::format("{}: steps and wall-clock to the dense baseline's final loss", data.sweep());
+  t.columns = {"variant",           "runs",
+               "eval loss",         "step to target",
+               "speed-up (steps)",  "wall s to target",
+               "speed-up (wall)",   "ms/step",
+               "step time vs dense"};
+  const SweepData::Variant* dense = data.dense();
+  if (!dense) {
+    t.notes.push_back(
+        "no dense baseline in this sweep (no variant has ffn.type \"dense\"): "
+        "nothing to compare against");
+    return t;
+  }
+  const MeanStd target = mean_std(data.finals(*dense, "eval/loss"));
+  if (target.n == 0) {
+    t.notes.push_back(
+        fmt::format("the dense baseline \"{}\" has no finished run with an "
+                    "eval/loss yet",
+                    dense->name));
+    return t;
+  }
+  // Dense needs its whole run to reach its own final loss: its last evaluation's step and
+  // training wall-clock are the baseline the speed-ups divide.
+  std::vector<double> dense_steps, dense_walls;
+  for (const auto& run : dense->finished) {
+    const auto& s = data.series(run.run_id, "eval/loss");
+    if (s.empty()) continue;
+    dense_steps.push_back(double(s.back().step));
+    dense_walls.push_back(s.back().wall_s);
+  }
+  const double base_steps = mean_std(dense_steps).mean;
+  const double base_wall = mean_std(dense_walls).mean;
+  const double base_ms = mean_std(run_means(data, *dense, "time/step_ms")).mean;
+
+  for (const auto& v : data.variants()) {
+    std::vector<double> steps, walls;
+    int missed = 0;
+    for (const auto& run : v.finished) {
+      Reach r = reach_target(data.series(run.run_id, "eval/loss"), target.mean);
+      if (!r.step) {
+        ++missed;
+        continue;
+      }
+      steps.push_back(*r.step);
+      walls.push_back(*r.wall_s);
+    }
+    const MeanStd step_stat = mean_std(steps), wall_stat = mean_std(walls);
+    const MeanStd ms = mean_std(run_means(data, v, "time/step_ms"));
+    t.rows.push_back({Cell::of_text(v.name), Cell::of_text(runs_cell(v)),
+                      Cell::of_stat(mean_std(data.finals(v, "eval/loss")), 4),
+                      step_stat.n ? Cell::of_stat(step_stat, 0) : Cell::of_text("not reached"),
+                      Cell::of_value(base_steps / step_stat.mean, 2),
+                      wall_stat.n ? Cell::of_stat(wall_stat, 1) : Cell::of_text("not reached"),
+                      Cell::of_value(base_wall / wall_stat.mean, 2), Cell::of_stat(ms, 1),
+                      Cell::of_value(ms.mean / base_ms, 2)});
+    if (missed > 0 && missed == int(v.finished.size()))
+      t.notes.push_back(fmt::format("{}: no finished seed reached the target", v.name));
+    else if (missed > 0)
+      t.notes.push_back(
+          fmt::format("{}: {} of {} finished seeds never reached the target; the "
+                      "step and wall-clock columns average the others",
+                      v.name, missed, v.finished.size()));
+  }
+  t.notes.insert(t.notes.begin(),
+                 fmt::format("target = final eval loss of the dense baseline \"{}\" = {:.4f} "
+                             "(mean of {} seeds); a run reaches it where its eval/loss curve, "
+                             "linear between evaluations, first comes down to it; wall-clock is "
+                             "training time (time/wall_s) interpolated on the same segment",
+                             dense->name, target.mean, target.n));
+  t.notes.insert(t.notes.begin() + 1,
+                 fmt::format("speed-up = dense's whole run ({:.0f} steps, {:.1f} s: the step and "
+                             "wall-clock of its last evaluation) / the variant's mean step or "
+                             "wall-clock to the target; ms/step is the mean of time/step_ms over "
+                             "the logged steps; step time vs dense = ms/step / dense's",
+                             base_steps, base_wall));
+  t.notes.push_back(kStatNote);
+  return t;
+}
+
+Table temperature_table(SweepData& data) {
+  Table t;
+  t.name = "temperature";
+  t.title =
+      fmt::format("{}: per-layer controller entropy and log temperature at the end", data.sweep());
+  std::set<int> layer_set;
+  for (int i : data.layers_with("entropy")) layer_set.insert(i);
+  for (int i : data.layers_with("temperature")) layer_set.insert(i);
+  t.columns = {"variant", "runs", "eval loss"};
+  for (int i : layer_set) {
+    t.columns.push_back(fmt::format("L{} entropy", i));
+    t.columns.push_back(fmt::format("L{} log T", i));
+  }
+  if (layer_set.empty()) {
+    t.notes.push_back("no layer{i}/entropy or layer{i}/temperature metric in this sweep");
+    return t;
+  }
+  for (const auto& v : data.variants()) {
+    std::vector<Cell> row = {Cell::of_text(v.name), Cell::of_text(runs_cell(v)),
+                             Cell::of_stat(mean_std(data.finals(v, "eval/loss")), 4)};
+    for (int i : layer_set) {
+      row.push_back(Cell::of_stat(mean_std(data.finals(v, fmt::format("layer{}/entropy", i))), 3));
+      std::vector<double> log_t = data.finals(v, fmt::format("layer{}/temperature", i));
+      for (double& x : log_t) x = std::log(x);  // NaN and non-positive stay not-a-number
+      row.push_back(Cell::of_stat(mean_std(log_t), 3));
+    }
+    t.rows.push_back(row);
+  }
+  t.notes.push_back(
+      "entropy: the last layer{i}/entropy, normalised to [0, 1]; log T: the "
+      "natural log of the last layer{i}/temperature; - where a layer has none "
+      "(dense)");
+  t.notes.push_back(kStatNote);
+  return t;
+}
+
+Table costs_table(SweepData& data) {
+  Table t;
+  t.name = "costs";
+  t.title = fmt::format("{}: parameters, compute and time", data.sweep());
+  t.columns = {"variant",        "runs",   "params total", "params active", "FLOPs/token",
+               "FLOPs vs dense", "passes", "ms/step",      "wall s"};
+  const SweepData::Variant* dense = data.dense();
+  const double dense_flops =
+      dense ? first_known(*dense, [](const RunRow& r) { return r.flops_per_token; }) : NAN;
+  for (const auto& v : data.variants()) {
+    const double flops = first_known(v, [](const RunRow& r) { return r.flops_per_token; });
+    t.rows.push_back(
+        {Cell::of_text(v.name), Cell::of_text(runs_cell(v)),
+         Cell::of_value(first_known(v, [](const RunRow& r) { return r.params_total; }), 0),
+         Cell::of_value(first_known(v, [](const RunRow& r) { return r.params_active; }), 0),
+         Cell::of_value(flops, 0), Cell::of_value(flops / dense_flops, 3),
+         Cell::of_value(first_known(v, [](const RunRow& r) { return r.passes; }), 3),
+         Cell::of_stat(mean_std(run_means(data, v, "time/step_ms")), 1),
+         Cell::of_stat(mean_std(data.finals(v, "time/wall_s")), 1)});
+  }
+  t.notes.push_back(
+      "params active: parameters one token's forward pass touches; FLOPs/token: "
+      "training (forward + backward) FLOPs per token; passes: tokens seen / "
+      "training split");
+  t.notes.push_back("wall s: training wall-clock (time/wall_s, evaluation excluded) at the end; " +
+                    kStatNote);
+  if (!dense) t.notes.push_back("no dense baseline (ffn.type \"dense\"): no FLOPs ratio");
+  return t;
+}
+
+Table transition_table(SweepData& data) {
+  Table t;
+  t.name = "transition";
+  t.title = fmt::format("{}: transition tuning, loss before and after switching MoT to Switch",
+                        data.sweep());
+  t.columns = {"variant",
+               "runs",
+               "switch at step",
+               "eval loss before",
+               "switch-eval loss before",
+               "eval loss after",
+               "final eval loss",
+               "final switch-eval loss"};
+  for (const auto& v : data.variants()) {
+    const bool has_switch_eval = any_series(data, v, "eval_switch/loss");
+    if (v.ffn_type != "transition" && !has_switch_eval) continue;
+    std::vector<double> switch_at, before, switch_before, after;
+    for (size_t r = 0; r < v.finished.size(); ++r) {
+      const Json* at = find_path(v.configs[r], "ffn.switch_at_step");
+      double s = at && at->is_number() ? at->get<double>() : NAN;
+      switch_at.push_back(s);
+      const auto& loss = data.series(v.finished[r].run_id, "eval/loss");
+      const auto& sw = data.series(v.finished[r].run_id, "eval_switch/loss");
+      // Before: the last evaluation at or before the switch step; after: the first one past it.
+      double b = NAN, a = NAN, sb = NAN;
+      int64_t before_step = -1;
+      for (const auto& p : loss) {
+        if (std::isnan(s)) break;
+        if (double(p.step) <= s) {
+          b = p.value;
+          before_step = p.step;
+        } else if (std::isnan(a)) {
+          a = p.value;
+        }
+      }
+      for (const auto& p : sw)
+        if (p.step == before_step) sb = p.value;
+      before.push_back(b);
+      after.push_back(a);
+      switch_before.push_back(sb);
+    }
+    t.rows.push_back({Cell::of_text(v.name), Cell::of_text(runs_cell(v)),
+                      Cell::of_stat(mean_std(switch_at), 0), Cell::of_stat(mean_std(before), 4),
+                      Cell::of_stat(mean_std(switch_before), 4), Cell::of_stat(mean_std(after), 4),
+                      Cell::of_stat(mean_std(data.finals(v, "eval/loss")), 4),
+                      Cell::of_stat(mean_std(data.finals(v, "eval_switch/loss")), 4)});
+  }
+  if (t.rows.empty()) {
+    t.notes.push_back(
+        "no transition runs in this sweep (no ffn.type \"transition\" and no "
+        "eval_switch/loss metric)");
+    return t;
+  }
+  t.notes.push_back(
+      "switch at step: ffn.switch_at_step; before: the last evaluation at or "
+      "before it (eval/loss, and eval_switch/loss: the same model evaluated as "
+      "Switch); after: the first evaluation past it; - where a run has no such "
+      "metric");
+  t.notes.push_back(kStatNote);
+  return t;
+}
+
+const std::vector<std::string>& table_names() {
+  static const std::vector<std::string> names = {"summary", "speedup", "temperature", "costs",
+                                                 "transition"};
+  return names;
+}
+
+std::vector<Table> build_tables(Store& store, const std::string& sweep, const std::string& name) {
+  if (name != "all" &&
+      std::find(table_names().begin(), table_names().end(), name) == table_names().end())
+    throw ConfigError("--table", name,
+                      "unknown table; one of all, summary, speedup, temperature, costs, "
+                      "transition");
+  SweepData data(store, sweep);
+  std::vector<Table> out;
+  auto want = [&](const char* n) { return name == "all" || name == n; };
+  if (want("summary")) out.push_back(summary_table(data));
+  if (want("speedup")) out.push_back(speedup_table(data));
+  if (want("temperature")) {
+    Table t = temperature_table(data);
+    if (name != "all" || !t.rows.empty()) out.push_back(std::move(t));
+  }
+  if (want("costs")) out.push_back(costs_table(data));
+  if (want("transition")) {
+    Table t = transition_table(data);
+    if (name != "all" || !t.rows.empty()) out.push_back(std::move(t));
+  }
+  return out;
+}
+
+}  // namespace mixlab

@@ -1,0 +1,107 @@
+// The paper's tables, drawn from the results database.
+//
+// A table is a small model (columns, rows of cells, notes) built from a sweep's runs and
+// rendered separately to Markdown, CSV or LaTeX, so every table has every format and the
+// numbers are computed once. Seed statistics are mean +- sample std over the finished runs
+// of a variant (analysis/stats.h).
+#pragma once
+
+#include <cmath>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analysis/stats.h"
+#include "experiments/config_reader.h"
+#include "results/store.h"
+
+namespace mixlab {
+
+struct Cell {
+  enum class Kind { empty, text, number };
+  Kind kind = Kind::empty;
+  std::string text;
+  double mean = NAN;
+  double std = NAN;  // NaN: a single value, no spread to show
+  int n = 0;         // seeds behind a statistic (0 for a plain value)
+  int decimals = 4;
+
+  static Cell empty() { return {}; }
+  static Cell of_text(std::string text);
+  static Cell of_value(double value, int decimals);  // NaN renders as "-"
+  static Cell of_stat(const MeanStd& stat, int decimals);
+  bool has_std() const { return kind == Kind::number && !std::isnan(std); }
+};
+
+struct Table {
+  std::string name;   // summary, speedup, temperature, costs, transition
+  std::string title;  // one line, names the sweep
+  std::vector<std::string> columns;
+  std::vector<std::vector<Cell>> rows;
+  std::vector<std::string> notes;  // how the numbers were computed, what is missing
+};
+
+enum class TableFormat { markdown, csv, latex };
+// "md", "csv", "latex"; nullopt for anything else.
+std::optional<TableFormat> parse_table_format(const std::string& name);
+
+// Markdown: a pipe table with "mean ± std" cells and the notes as a list below.
+// CSV: a header row and one line per row; a column holding seed statistics becomes two,
+//      "NAME" (the mean) and "NAME std", with full precision; no notes.
+// LaTeX: a booktabs tabular inside a table with the title as caption; notes as comments.
+std::string render_table(const Table& table, TableFormat format);
+
+// Everything a table needs about one sweep, read once: its variants in expansion order,
+// their runs, parsed configs, and metric series (cached).
+class SweepData {
+ public:
+  struct Variant {
+    std::string name;
+    std::string ffn_type;          // from the first run's config; "" if absent
+    std::vector<RunRow> runs;      // every run of the variant
+    std::vector<RunRow> finished;  // the ones the statistics use
+    std::vector<Json> configs;     // parallel to `finished`
+  };
+
+  SweepData(Store& store, std::string sweep);
+
+  const std::string& sweep() const { return sweep_; }
+  const std::vector<Variant>& variants() const { return variants_; }
+  // The dense baseline: the first variant whose config has ffn.type == "dense".
+  const Variant* dense() const;
+
+  const std::vector<MetricPoint>& series(int64_t run_id, const std::string& key);
+  // The last non-NaN value of `key` for each finished run (NaN where the run has none).
+  std::vector<double> finals(const Variant& variant, const std::string& key);
+  // Layer indices i with a layer{i}/<stat> metric in any finished run, ascending.
+  std::vector<int> layers_with(const std::string& stat);
+
+ private:
+  Store& store_;
+  std::string sweep_;
+  std::vector<Variant> variants_;
+  std::map<std::pair<int64_t, std::string>, std::vector<MetricPoint>> cache_;
+  std::map<int64_t, std::vector<std::string>> keys_;
+};
+
+// Step and wall-clock at which one run first reaches `target` on its eval/loss curve
+// (linear interpolation between evaluations; wall-clock interpolated on the same segment).
+struct Reach {
+  std::optional<double> step, wall_s;
+};
+Reach reach_target(const std::vector<MetricPoint>& eval_loss, double target);
+
+// The tables. Each names the sweep in its title and explains itself in its notes.
+Table summary_table(SweepData& data);      // final eval loss and perplexity
+Table speedup_table(SweepData& data);      // steps / wall-clock to dense's final loss
+Table temperature_table(SweepData& data);  // per-layer entropy and log T at the end
+Table costs_table(SweepData& data);        // parameters, FLOPs, passes, time per step
+Table transition_table(SweepData& data);   // loss before / after the MoT -> Switch switch
+
+const std::vector<std::string>& table_names();  // in report order
+// One table by name, or every table that has rows for "all" (temperature and transition
+// are left out when the sweep has no such runs). Throws ConfigError for an unknown name.
+std::vector<Table> build_tables(Store& store, const std::string& sweep, const std::string& name);
+
+}  // namespace mixlab

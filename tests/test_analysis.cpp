@@ -1,0 +1,514 @@
+// Tables, plots and exports drawn from a database built by hand with known numbers: every
+// expected value below is worked out in the comments, not taken from the code under test.
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+
+#include "analysis/export.h"
+#include "analysis/plot.h"
+#include "analysis/report.h"
+#include "analysis/stats.h"
+#include "results/store.h"
+#include "test_helpers.h"
+#include "test_paths.h"
+
+using namespace mixlab;
+
+namespace {
+
+const std::string kSweepBin = MIXLAB_SWEEP_BIN;
+
+struct HandRun {
+  std::string variant;
+  int seed = 0;
+  Json config;
+  bool finish = true;
+  RunInfo info;
+  // step -> (wall_s, metrics at that step)
+  std::vector<std::tuple<int64_t, double, std::vector<std::pair<std::string, double>>>> steps;
+};
+
+void write_sweep(Store& store, const std::string& sweep, std::vector<HandRun> runs) {
+  std::vector<PlannedRun> planned;
+  for (auto& r : runs) {
+    r.config["seed"] = r.seed;
+    planned.push_back({r.variant + " seed=" + std::to_string(r.seed), r.variant,
+                       canonical_dump(r.config), content_hash(r.config), r.seed});
+  }
+  const int64_t id = store.register_sweep(sweep, "{}", "hash-" + sweep, planned);
+  // claim_next hands the runs out in expansion order; the unfinished ones come last.
+  for (const auto& r : runs) {
+    if (!r.finish) break;
+    auto claimed = store.claim_next(id, "w", 3600, 3);
+    REQUIRE(claimed);
+    REQUIRE(claimed->variant == r.variant);
+    store.set_run_info(claimed->run_id, "w", r.info);
+    for (const auto& [step, wall, values] : r.steps)
+      store.log_step(claimed->run_id, "w", step, values, wall, 0.1);
+    store.end_run(claimed->run_id, "w", "finished", "");
+  }
+}
+
+RunInfo info(int64_t total, int64_t active, double flops) {
+  RunInfo i;
+  i.host = "testhost";
+  i.device = "cpu";
+  i.params_total = total;
+  i.params_active = active;
+  i.flops_per_token = flops;
+  i.train_tokens = 1000;
+  return i;
+}
+
+Json config_of(const std::string& type) {
+  return {{"ffn", {{"type", type}}},
+          {"model", {{"seq_len", 8}}},
+          {"train", {{"batch_size", 4}, {"steps", 200}}},
+          {"note", "a, \"quoted\" value"}};
+}
+
+// The "hand" sweep. Dense: final eval losses 2.1 and 1.9, so the target is 2.0; its last
+// evaluation is at step 200, wall 20 s and 24 s (baseline 200 steps, 22 s).
+// MoT seed 0: 3.0 @0, 2.5 @100 (10 s), 1.5 @200 (30 s): reaches 2.0 at step 150, 20 s.
+// MoT seed 1: 3.0 @0, 2.4 @100 (12 s), 1.4 @200 (22 s): 0.4 of the way, step 140, 16 s.
+// "never": ends at 2.5, above the target. A third MoT seed stays pending.
+void write_hand_sweep(Store& store) {
+  std::vector<HandRun> runs;
+  runs.push_back({"dense",
+                  0,
+                  config_of("dense"),
+                  true,
+                  info(1000, 1000, 6000),
+                  {{0, 0.0, {{"eval/loss", 3.2}}},
+                   {100, 10.0, {{"eval/loss", 2.6}, {"time/step_ms", 10}}},
+                   {200, 20.0, {{"eval/loss", 2.1}, {"time/step_ms", 12}}}}});
+  runs.push_back({"dense",
+                  1,
+                  config_of("dense"),
+                  true,
+                  info(1000, 1000, 6000),
+                  {{0, 0.0, {{"eval/loss", 3.2}}},
+                   {100, 12.0, {{"eval/loss", 2.5}, {"time/step_ms", 12}}},
+                   {200, 24.0, {{"eval/loss", 1.9}, {"time/step_ms", 14}}}}});
+  runs.push_back({"mot",
+                  0,
+                  config_of("mot"),
+                  true,
+                  info(8000, 1100, 6600),
+                  {{0, 0.0, {{"eval/loss", 3.0}}},
+                   {100,
+                    10.0,
+                    {{"eval/loss", 2.5},
+                     {"time/step_ms", 15},
+                     {"layer0/entropy", 0.9},
+                     {"layer0/temperature", 1.0},
+                     {"layer1/entropy", 0.7}}},
+                   {200,
+                    30.0,
+                    {{"eval/loss", 1.5},
+                     {"time/step_ms", 15},
+                     {"layer0/entropy", 0.8},
+                     {"layer0/temperature", 0.5},
+                     {"layer1/entropy", 0.5}}}}});
+  runs.push_back({"mot",
+                  1,
+                  config_of("mot"),
+                  true,
+                  info(8000, 1100, 6600),
+                  {{0, 0.0, {{"eval/loss", 3.0}}},
+                   {100,
+                    12.0,
+                    {{"eval/loss", 2.4},
+                     {"time/step_ms", 14},
+                     {"layer0/entropy", 0.7},
+                     {"layer0/temperature", 1.0},
+                     {"layer1/entropy", 0.6}}},
+                   {200,
+                    22.0,
+                    {{"eval/loss", 1.4},
+                     {"time/step_ms", 16},
+                     {"layer0/entropy", 0.6},
+                     {"layer0/temperature", 0.25},
+                     {"layer1/entropy", 0.5}}}}});
+  Json never_config = config_of("mot");
+  never_config["ffn"]["temperature"] = 0.01;  // a config of its own: runs are keyed by config
+  runs.push_back({"never",
+                  0,
+                  never_config,
+                  true,
+                  info(8000, 1100, 6600),
+                  {{0, 0.0, {{"eval/loss", 3.0}}},
+                   {100, 10.0, {{"eval/loss", 2.8}}},
+                   {200, 20.0, {{"eval/loss", 2.5}}}}});
+  HandRun pending{"mot", 2, config_of("mot"), false};
+  runs.push_back(pending);
+  write_sweep(store, "hand", runs);
+}
+
+// "trans": no dense baseline; a transition run switching at step 100.
+void write_transition_sweep(Store& store) {
+  Json config = {{"ffn", {{"type", "transition"}, {"switch_at_step", 100}}}};
+  write_sweep(store, "trans",
+              {{"transition",
+                0,
+                config,
+                true,
+                info(8000, 1100, 6600),
+                {{0, 0.0, {{"eval/loss", 3.0}, {"eval_switch/loss", 3.1}}},
+                 {100, 10.0, {{"eval/loss", 2.2}, {"eval_switch/loss", 2.9}}},
+                 {200, 20.0, {{"eval/loss", 2.6}, {"eval_switch/loss", 2.6}}}}}});
+}
+
+const Cell& cell(const Table& t, const std::string& row, const std::string& column) {
+  size_t c = 0;
+  while (c < t.columns.size() && t.columns[c] != column) ++c;
+  REQUIRE_MESSAGE(c < t.columns.size(), "no column " << column);
+  for (const auto& r : t.rows)
+    if (r[0].text == row) return r.at(c);
+  FAIL("no row " << row);
+  static Cell none;
+  return none;
+}
+
+const Table& table_named(const std::vector<Table>& tables, const std::string& name) {
+  for (const auto& t : tables)
+    if (t.name == name) return t;
+  FAIL("no table " << name);
+  return tables.front();
+}
+
+// RFC 4180: quoted fields may hold commas, doubled quotes and newlines.
+std::vector<std::vector<std::string>> parse_csv(const std::string& text) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> row;
+  std::string field;
+  bool quoted = false, any = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < text.size() && text[i + 1] == '"') {
+        field += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        field += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+      any = true;
+    } else if (c == ',') {
+      row.push_back(field);
+      field.clear();
+      any = true;
+    } else if (c == '\n') {
+      row.push_back(field);
+      rows.push_back(row);
+      row.clear();
+      field.clear();
+      any = false;
+    } else {
+      field += c;
+      any = true;
+    }
+  }
+  if (any) {
+    row.push_back(field);
+    rows.push_back(row);
+  }
+  return rows;
+}
+
+std::map<std::string, std::string> as_record(const std::vector<std::string>& header,
+                                             const std::vector<std::string>& row) {
+  std::map<std::string, std::string> out;
+  for (size_t i = 0; i < header.size() && i < row.size(); ++i) out[header[i]] = row[i];
+  return out;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("stats: mean and sample std, first crossing, interpolation") {
+  // 1,2,3,4: mean 2.5; squared deviations 2.25+0.25+0.25+2.25 = 5; 5/3 -> std 1.2909944.
+  MeanStd s = mean_std({1, 2, 3, 4});
+  CHECK(s.n == 4);
+  CHECK(s.mean == doctest::Approx(2.5));
+  CHECK(s.std == doctest::Approx(1.2909944));
+  MeanStd with_nan = mean_std({2, NAN, 4});  // NaN is a seed without the number
+  CHECK(with_nan.n == 2);
+  CHECK(with_nan.mean == doctest::Approx(3));
+  CHECK(with_nan.std == doctest::Approx(std::sqrt(2.0)));
+  CHECK(mean_std({5}).std == 0);
+  CHECK(std::isnan(mean_std({}).mean));
+
+  // 3.0 @0, 2.5 @100, 1.5 @200 comes down to 2.0 halfway through the second segment.
+  auto reach = first_reach_below({0, 100, 200}, {3.0, 2.5, 1.5}, 2.0);
+  REQUIRE(reach);
+  CHECK(*reach == doctest::Approx(150));
+  // It goes below 2.0, back up, and below again: the first crossing counts (at 50).
+  auto first = first_reach_below({0, 100, 200, 300}, {3.0, 1.0, 2.5, 1.0}, 2.0);
+  REQUIRE(first);
+  CHECK(*first == doctest::Approx(50));
+  CHECK(*first_reach_below({0, 100}, {1.0, 0.5}, 2.0) == 0);  // already below at the start
+  CHECK_FALSE(first_reach_below({0, 100}, {3.0, 2.5}, 2.0));
+
+  CHECK(interpolate({0, 100, 200}, {0, 10, 30}, 150) == doctest::Approx(20));
+  CHECK(interpolate({0, 100, 200}, {0, 10, 30}, 250) == doctest::Approx(30));  // clamped
+}
+
+TEST_CASE("report tables: mean +- std, step and wall-clock to the dense loss, speed-ups") {
+  testing::TempDir dir;
+  Store store(dir / "r.db");
+  write_hand_sweep(store);
+  auto tables = build_tables(store, "hand", "all");
+
+  SUBCASE("summary") {
+    const Table& t = table_named(tables, "summary");
+    CHECK(cell(t, "mot", "runs").text == "2/3");  // the pending seed is not averaged
+    // dense: 2.1 and 1.9 -> 2.0 +- sqrt(0.01 + 0.01) = 0.1414214
+    CHECK(cell(t, "dense", "eval loss").mean == doctest::Approx(2.0));
+    CHECK(cell(t, "dense", "eval loss").std == doctest::Approx(0.1414214));
+    CHECK(cell(t, "dense", "eval loss").n == 2);
+    // mot: 1.5 and 1.4 -> 1.45 +- 0.0707107
+    CHECK(cell(t, "mot", "eval loss").mean == doctest::Approx(1.45));
+    CHECK(cell(t, "mot", "eval loss").std == doctest::Approx(0.0707107));
+    // no eval/ppl logged: exp(2.1) = 8.1661699, exp(1.9) = 6.6858944 -> mean 7.4260322
+    CHECK(cell(t, "dense", "eval ppl").mean == doctest::Approx(7.4260322));
+    CHECK(cell(t, "never", "eval loss").mean == doctest::Approx(2.5));
+    CHECK_FALSE(cell(t, "never", "eval loss").has_std());  // one seed: no spread shown
+  }
+
+  SUBCASE("speedup") {
+    const Table& t = table_named(tables, "speedup");
+    // steps 150 and 140: mean 145, std sqrt(25 + 25) = 7.0710678; 200 / 145 = 1.3793103
+    CHECK(cell(t, "mot", "step to target").mean == doctest::Approx(145));
+    CHECK(cell(t, "mot", "step to target").std == doctest::Approx(7.0710678));
+    CHECK(cell(t, "mot", "speed-up (steps)").mean == doctest::Approx(1.3793103));
+    // wall 20 s and 16 s: mean 18, std sqrt(4 + 4) = 2.8284271; 22 / 18 = 1.2222222
+    CHECK(cell(t, "mot", "wall s to target").mean == doctest::Approx(18));
+    CHECK(cell(t, "mot", "wall s to target").std == doctest::Approx(2.8284271));
+    CHECK(cell(t, "mot", "speed-up (wall)").mean == doctest::Approx(1.2222222));
+    // ms/step: dense runs average 11 and 13 -> 12; mot 15 and 15 -> 15; 15 / 12 = 1.25
+    CHECK(cell(t, "dense", "ms/step").mean == doctest::Approx(12));
+    CHECK(cell(t, "mot", "ms/step").mean == doctest::Approx(15));
+    CHECK(cell(t, "mot", "step time vs dense").mean == doctest::Approx(1.25));
+    // dense seed 0 (2.6 @100 -> 2.1 @200) never gets to 2.0; seed 1 (2.5 -> 1.9) does at
+    // 100 + (0.5 / 0.6) * 100 = 183.33
+    CHECK(cell(t, "dense", "step to target").mean == doctest::Approx(183.3333));
+    CHECK(cell(t, "dense", "step to target").n == 1);
+    CHECK(cell(t, "never", "step to target").text == "not reached");
+    bool never_noted = false, dense_noted = false;
+    for (const auto& note : t.notes) {
+      never_noted = never_noted || contains(note, "never: no finished seed reached");
+      dense_noted = dense_noted || contains(note, "dense: 1 of 2 finished seeds never");
+    }
+    CHECK(never_noted);
+    CHECK(dense_noted);
+    CHECK(contains(t.notes.front(), "2.0000"));
+  }
+
+  SUBCASE("temperature") {
+    const Table& t = table_named(tables, "temperature");
+    // layers 0 and 1 have entropy, layer 0 a temperature
+    CHECK(t.columns.size() == 3 + 4);
+    // entropy 0.8 and 0.6 -> 0.7 +- 0.1414214
+    CHECK(cell(t, "mot", "L0 entropy").mean == doctest::Approx(0.7));
+    CHECK(cell(t, "mot", "L0 entropy").std == doctest::Approx(0.1414214));
+    // log 0.5 = -0.6931472, log 0.25 = -1.3862944: mean -1.0397208, std 0.4901291
+    CHECK(cell(t, "mot", "L0 log T").mean == doctest::Approx(-1.0397208));
+    CHECK(cell(t, "mot", "L0 log T").std == doctest::Approx(0.4901291));
+    CHECK(cell(t, "mot", "L1 entropy").mean == doctest::Approx(0.5));
+    CHECK(cell(t, "dense", "L0 entropy").text == "-");
+  }
+
+  SUBCASE("costs") {
+    const Table& t = table_named(tables, "costs");
+    CHECK(cell(t, "mot", "params total").mean == 8000);
+    CHECK(cell(t, "mot", "params active").mean == 1100);
+    CHECK(cell(t, "mot", "FLOPs/token").mean == 6600);
+    CHECK(cell(t, "mot", "FLOPs vs dense").mean == doctest::Approx(1.1));
+    // final time/wall_s is not logged in this database: "-"
+    CHECK(cell(t, "mot", "wall s").text == "-");
+  }
+
+  SUBCASE("no transition runs: left out of 'all', explained when asked for") {
+    for (const auto& t : tables) CHECK(t.name != "transition");
+    auto only = build_tables(store, "hand", "transition");
+    REQUIRE(only.size() == 1);
+    CHECK(only[0].rows.empty());
+    CHECK(contains(only[0].notes.at(0), "no transition runs"));
+  }
+
+  SUBCASE("renderings carry the numbers") {
+    const Table& t = table_named(tables, "speedup");
+    const std::string md = render_table(t, TableFormat::markdown);
+    CHECK(contains(md, "| mot | 2/3 | 1.4500 ± 0.0707 | 145 ± 7 | 1.38 | 18.0 ± 2.8 | 1.22 |"));
+    CHECK(contains(md, "| never | 1/1 | 2.5000 | not reached | - |"));
+    const std::string tex = render_table(t, TableFormat::latex);
+    CHECK(contains(tex, "mot & 2/3 & $1.4500 \\pm 0.0707$ & $145 \\pm 7$ & $1.38$"));
+    CHECK(contains(tex, "\\toprule"));
+    const auto rows = parse_csv(render_table(t, TableFormat::csv));
+    REQUIRE(rows.size() == 4);  // header, dense, mot, never
+    auto mot = as_record(rows[0], rows[2]);
+    CHECK(mot["variant"] == "mot");
+    CHECK(std::stod(mot["step to target"]) == doctest::Approx(145));
+    CHECK(std::stod(mot["step to target std"]) == doctest::Approx(7.0710678));
+    CHECK(std::stod(mot["speed-up (wall)"]) == doctest::Approx(1.2222222));
+    CHECK(as_record(rows[0], rows[3])["speed-up (steps)"] == "");
+    const std::string temp_md =
+        render_table(table_named(tables, "temperature"), TableFormat::markdown);
+    CHECK(contains(temp_md, "-1.040 ± 0.490"));
+  }
+}
+
+TEST_CASE("report: transition table, and a sweep without a dense baseline says so") {
+  testing::TempDir dir;
+  Store store(dir / "r.db");
+  write_transition_sweep(store);
+  auto tables = build_tables(store, "trans", "all");
+  const Table& t = table_named(tables, "transition");
+  CHECK(cell(t, "transition", "switch at step").mean == 100);
+  CHECK(cell(t, "transition", "eval loss before").mean == doctest::Approx(2.2));
+  CHECK(cell(t, "transition", "switch-eval loss before").mean == doctest::Approx(2.9));
+  CHECK(cell(t, "transition", "eval loss after").mean == doctest::Approx(2.6));
+  CHECK(cell(t, "transition", "final switch-eval loss").mean == doctest::Approx(2.6));
+  const Table& speed = table_named(tables, "speedup");
+  CHECK(speed.rows.empty());
+  CHECK(contains(speed.notes.at(0), "no dense baseline"));
+  CHECK_THROWS_AS(build_tables(store, "trans", "nonsense"), ConfigError);
+}
+
+TEST_CASE("sweep report, plot and export through the real binary") {
+  testing::TempDir dir;
+  const std::string db = dir / "r.db";
+  {
+    Store store(db);
+    write_hand_sweep(store);
+    write_transition_sweep(store);
+  }
+
+  SUBCASE("report: every sweep by default, one table in each format") {
+    auto all = testing::run_command(kSweepBin + " report --db " + db);
+    INFO(all.output);
+    CHECK(all.status == 0);
+    CHECK(contains(all.output, "## hand"));
+    CHECK(contains(all.output, "## trans"));
+    auto csv =
+        testing::run_command(kSweepBin + " report hand --table summary --format csv --db " + db);
+    CHECK(csv.status == 0);
+    auto rows = parse_csv(csv.output);
+    REQUIRE(rows.size() == 4);
+    CHECK(as_record(rows[0], rows[1])["eval loss"] == "2");
+    CHECK(std::stod(as_record(rows[0], rows[1])["eval loss std"]) == doctest::Approx(0.1414214));
+    auto tex =
+        testing::run_command(kSweepBin + " report hand --table speedup --format latex --db " + db);
+    CHECK(contains(tex.output, "$145 \\pm 7$"));
+    auto bad = testing::run_command(kSweepBin + " report hand --format html --db " + db);
+    CHECK(bad.status == 2);
+  }
+
+  SUBCASE("plot: PNG and SVG with the data file holding the seed statistics") {
+    const std::string png = dir / "loss.png";
+    auto r = testing::run_command(kSweepBin + " plot hand --metric eval/loss --out " + png +
+                                  " --db " + db);
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    const std::string image = testing::read_text(png);
+    REQUIRE(image.size() > 1000);
+    CHECK(image.substr(1, 3) == "PNG");
+    const std::string dat = testing::read_text(dir / "loss.dat");
+    // mot at step 100: 2.5 and 2.4 -> x 100, n 2, mean 2.45, std 0.0707..., min 2.4, max 2.5
+    CHECK(contains(dat, "variant mot seeds 2"));
+    CHECK(contains(dat, "\n100 100 2 2.45 0.07071067812 2.4 2.5\n"));
+    CHECK(contains(dat, "\n200 200 2 1.45 0.07071067812 1.4 1.5\n"));
+    CHECK(contains(testing::read_text(dir / "loss.gp"), "title \"mot (2 seeds)\""));
+
+    const std::string svg = dir / "wall.svg";
+    r = testing::run_command(kSweepBin + " plot hand --metric eval/loss --x wall --out " + svg +
+                             " --db " + db);
+    REQUIRE(r.status == 0);
+    CHECK(contains(testing::read_text(svg), "<svg"));
+    // wall-clock x: mot's step 100 at 10 s and 12 s -> 11
+    CHECK(contains(testing::read_text(dir / "wall.dat"), "\n11 100 2 2.45 "));
+
+    r = testing::run_command(kSweepBin + " plot hand --metric eval/loss --x tokens --out " +
+                             (dir / "tokens.png") + " --db " + db);
+    REQUIRE(r.status == 0);
+    // tokens = step x batch 4 x sequence 8: step 100 -> 3200
+    CHECK(contains(testing::read_text(dir / "tokens.dat"), "\n3200 100 2 2.45 "));
+
+    r = testing::run_command(kSweepBin + " plot hand --metric 'layer*/entropy' --out " +
+                             (dir / "entropy.png") + " --db " + db);
+    REQUIRE(r.status == 0);
+    const std::string entropy = testing::read_text(dir / "entropy.dat");
+    CHECK(contains(entropy, "key layer0/entropy variant mot"));
+    CHECK(contains(entropy, "key layer1/entropy variant mot"));
+    CHECK_FALSE(contains(entropy, "variant dense"));  // dense has no layer statistics
+    CHECK(contains(testing::read_text(dir / "entropy.gp"), "set multiplot layout 1,2"));
+  }
+
+  SUBCASE("plot: bad input exits 2, missing gnuplot exits 1 with one line") {
+    auto r = testing::run_command(kSweepBin + " plot hand --metric nothing/here --out " +
+                                  (dir / "x.png") + " --db " + db);
+    CHECK(r.status == 2);
+    r = testing::run_command(kSweepBin + " plot hand --metric eval/loss --out " + (dir / "x.pdf") +
+                             " --db " + db);
+    CHECK(r.status == 2);
+    r = testing::run_command("PATH=/nonexistent " + kSweepBin +
+                             " plot hand --metric eval/loss --out " + (dir / "y.png") + " --db " +
+                             db);
+    INFO(r.output);
+    CHECK(r.status == 1);
+    CHECK(contains(r.output, "gnuplot not found"));
+    CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+  }
+
+  SUBCASE("export: runs.csv and metrics.csv read back to the database's values") {
+    const std::string out = dir / "csv";
+    auto r = testing::run_command(kSweepBin + " export hand --csv " + out + " --db " + db);
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    auto runs = parse_csv(testing::read_text(out + "/runs.csv"));
+    Store store(db, false);
+    auto expected = store.sweep_runs("hand");
+    REQUIRE(runs.size() == expected.size() + 1);
+    for (size_t i = 0; i < expected.size(); ++i) {
+      auto rec = as_record(runs[0], runs[i + 1]);
+      CHECK(rec["sweep"] == "hand");
+      CHECK(rec["variant"] == expected[i].variant);
+      CHECK(rec["name"] == expected[i].name);
+      CHECK(rec["seed"] == std::to_string(expected[i].seed));
+      CHECK(rec["status"] == expected[i].status);
+      // the config holds "a, \"quoted\" value": commas and quotes survive the quoting
+      CHECK(rec["config_json"] == expected[i].config_json);
+      CHECK(contains(rec["config_json"], "a, \\\"quoted\\\" value"));
+    }
+    CHECK(as_record(runs[0], runs[3])["params_total"] == "8000");
+    CHECK(as_record(runs[0], runs[6])["status"] == "pending");
+
+    auto metrics = parse_csv(testing::read_text(out + "/metrics.csv"));
+    // 4 finished runs with 3 + 3 + 3 + 3 eval/loss, 2 + 2 + 2 + 2 time/step_ms, 2 x 6 layer
+    // points, and "never" with 3: 12 + 8 + 12 + 3 = 35 points.
+    REQUIRE(metrics.size() == 35 + 1);
+    bool found = false;
+    for (size_t i = 1; i < metrics.size(); ++i) {
+      auto rec = as_record(metrics[0], metrics[i]);
+      if (rec["variant"] == "mot" && rec["seed"] == "1" && rec["key"] == "eval/loss" &&
+          rec["step"] == "100") {
+        found = true;
+        CHECK(std::stod(rec["value"]) == 2.4);  // 17 digits: exact round trip
+        CHECK(std::stod(rec["wall_s"]) == 12.0);
+        CHECK(rec["sweep"] == "hand");
+      }
+    }
+    CHECK(found);
+  }
+}
