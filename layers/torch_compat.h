@@ -15,20 +15,22 @@ inline std::string torch_version() {
          std::to_string(TORCH_VERSION_PATCH);
 }
 
-// Causal multi-head attention over (B, H, S, head_dim). 2.x has fused kernels (flash,
-// memory-efficient) behind scaled_dot_product_attention; 1.13 gets the plain composition.
-inline torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k,
-                                      const torch::Tensor& v) {
+// Whether this LibTorch has fused causal attention (scaled_dot_product_attention: flash and
+// memory-efficient kernels on CUDA, a flash kernel on the CPU from 2.1).
+constexpr bool has_fused_attention() {
+  return TORCH_VERSION_MAJOR >= 2;
+}
+
+// Causal attention over (B, H, S, head_dim) by scaled_dot_product_attention; only called when
+// has_fused_attention() (see experiments/causal_attention.h for the other routes).
+inline torch::Tensor fused_causal_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                            const torch::Tensor& v) {
 #if TORCH_VERSION_MAJOR >= 2
   return at::scaled_dot_product_attention(q, k, v, /*attn_mask=*/{}, /*dropout_p=*/0.0,
                                           /*is_causal=*/true);
 #else
-  const int64_t s = q.size(-2);
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(q.size(-1))));
-  auto future =
-      torch::ones({s, s}, torch::TensorOptions().dtype(torch::kBool).device(q.device())).triu(1);
-  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
-  return torch::matmul(torch::softmax(scores, -1), v);
+  TORCH_CHECK(false, "no fused attention before LibTorch 2");
+  return q;
 #endif
 }
 

@@ -1,0 +1,64 @@
+// Timing the layers and the train step at a given shape, on the CPU or a GPU.
+//
+// Used by `sweep bench` and by the Google Benchmark binary (tests/bench/), so both time the
+// same work: a layer's forward + backward, and TrainStep::run (forward, backward, clipping,
+// AdamW) of a whole model, at matched FLOPs per token for every layer type.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "experiments/model.h"
+#include "experiments/train_step.h"
+
+namespace mixlab {
+
+struct BenchShape {
+  std::string name;
+  int64_t batch = 32, seq_len = 64, d_model = 64, n_layers = 2, n_heads = 2, vocab = 256;
+  int64_t d_ff = 256, n_experts = 16, group_size = 16;
+};
+
+// batch 32 x 64, d 64, 2 layers, 2 heads, vocab 256, d_ff 256, 16 experts, group 16.
+BenchShape cpu_bench_shape();
+// The GPU.md peers: batch 256 x 256, d 512, 8 layers, 8 heads, vocab 32000, d_ff 2048,
+// 32 experts, group 32.
+BenchShape gpu_bench_shape();
+
+// The flop-matched config of `type` at `shape` (dense, mot, expert_choice, switch, ...).
+Json bench_layer_config(const std::string& type, const BenchShape& shape);
+
+// Something to time: run_once() does one unit of work and does not wait for the device.
+class BenchCase {
+ public:
+  virtual ~BenchCase() = default;
+  virtual void run_once() = 0;
+  double tokens_per_run = 0;
+  double flops_per_run = 0;  // forward + backward (x3 forward)
+};
+
+std::unique_ptr<BenchCase> make_layer_bench(const std::string& type, const BenchShape& shape,
+                                            const torch::Device& device, bool bf16);
+std::unique_ptr<BenchCase> make_step_bench(const std::string& type, const BenchShape& shape,
+                                           const torch::Device& device, bool bf16);
+
+void synchronize(const torch::Device& device);
+
+struct BenchResult {
+  double median_ms = 0;
+  double tokens_per_s = 0;
+  double flops_per_s = 0;
+};
+
+// Median over `iters` timed runs after `warmup` untimed ones; the device is synchronised
+// before each clock read.
+BenchResult measure(BenchCase& bench, const torch::Device& device, int warmup, int iters);
+
+// The peak the FLOP utilisation is measured against: 790e12 (bf16 dense on the H100 here)
+// on CUDA; on the CPU a measured float32 1024^3 matmul rate.
+double roofline_flops_per_s(const torch::Device& device, bool bf16);
+
+}  // namespace mixlab

@@ -1,0 +1,103 @@
+// bench: layer forward + backward and whole train steps, timed at the CPU or the GPU shape.
+#include <fmt/format.h>
+
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "experiments/benchmark.h"
+#include "layers/registry.h"
+#include "sweeps/commands.h"
+
+namespace mixlab {
+
+namespace {
+
+struct BenchArgs {
+  std::string device = "auto", shape = "auto", types = "dense,mot,expert_choice,switch";
+  std::string what = "all", precision = "auto";
+  int warmup = 5, iters = 30, threads = 0;
+};
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+int run_bench(const BenchArgs& a) {
+  torch::Device device = torch::kCPU;
+  if (a.device == "cuda" || (a.device == "auto" && torch::cuda::is_available())) {
+    if (!torch::cuda::is_available())
+      throw ConfigError("--device", a.device, "no CUDA device is available to this LibTorch");
+    device = torch::Device(torch::kCUDA, 0);
+  } else if (a.device != "cpu" && a.device != "auto") {
+    throw ConfigError("--device", a.device, "must be cpu, cuda or auto");
+  }
+  if (a.threads > 0) torch::set_num_threads(a.threads);
+  std::string shape_name = a.shape == "auto" ? (device.is_cuda() ? "gpu" : "cpu") : a.shape;
+  if (shape_name != "cpu" && shape_name != "gpu")
+    throw ConfigError("--shape", a.shape, "must be cpu, gpu or auto");
+  const BenchShape shape = shape_name == "gpu" ? gpu_bench_shape() : cpu_bench_shape();
+  const bool bf16 = a.precision == "bf16" || (a.precision == "auto" && device.is_cuda());
+  if (a.precision != "auto" && a.precision != "bf16" && a.precision != "fp32")
+    throw ConfigError("--precision", a.precision, "must be bf16, fp32 or auto");
+  if (a.what != "all" && a.what != "layers" && a.what != "steps")
+    throw ConfigError("--what", a.what, "must be layers, steps or all");
+  const auto known = ffn_types();
+  for (const auto& type : split(a.types))
+    if (std::find(known.begin(), known.end(), type) == known.end())
+      throw ConfigError("--types", type, "unknown layer type");
+
+  const double peak = roofline_flops_per_s(device, bf16);
+  std::cout << fmt::format(
+      "device {} ({} threads), {} shape: batch {} x seq {}, d_model {}, {} layers, {} heads, "
+      "vocab {}, d_ff {}, {} experts, group {}; {}; median of {} after {} warm-up; roofline "
+      "{:.3g} FLOP/s ({})\n\n",
+      device.str(), torch::get_num_threads(), shape.name, shape.batch, shape.seq_len, shape.d_model,
+      shape.n_layers, shape.n_heads, shape.vocab, shape.d_ff, shape.n_experts, shape.group_size,
+      bf16 ? "bf16 autocast" : "float32", a.iters, a.warmup, peak,
+      device.is_cuda() ? "bf16 matmul peak measured on the H100" : "measured 1024^3 sgemm");
+  std::cout << fmt::format("{:<28} {:>10} {:>14} {:>12} {:>9}\n", "case", "ms", "tokens/s",
+                           "TFLOP/s", "of peak");
+  for (const char* kind : {"layer", "step"}) {
+    if (a.what == (std::string(kind) == "layer" ? "steps" : "layers")) continue;
+    for (const auto& type : split(a.types)) {
+      auto bench = std::string(kind) == "layer" ? make_layer_bench(type, shape, device, bf16)
+                                                : make_step_bench(type, shape, device, bf16);
+      BenchResult r = measure(*bench, device, a.warmup, a.iters);
+      std::cout << fmt::format("{:<28} {:>10.3f} {:>14.0f} {:>12.3f} {:>8.1f}%\n",
+                               fmt::format("{} fwd+bwd {}", kind, type), r.median_ms,
+                               r.tokens_per_s, r.flops_per_s / 1e12, 100 * r.flops_per_s / peak);
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<Command> add_bench_commands(CLI::App& app) {
+  auto args = std::make_shared<BenchArgs>();
+  auto* bench = app.add_subcommand(
+      "bench",
+      "time each layer's forward + backward and a whole train step (tokens/s, FLOP "
+      "utilisation)");
+  bench->add_option("--device", args->device, "cpu | cuda | auto")->capture_default_str();
+  bench->add_option("--shape", args->shape, "cpu (tiny) | gpu (GPU.md peers) | auto")
+      ->capture_default_str();
+  bench->add_option("--types", args->types, "layer types, comma-separated")->capture_default_str();
+  bench->add_option("--what", args->what, "layers | steps | all")->capture_default_str();
+  bench->add_option("--precision", args->precision, "bf16 | fp32 | auto (bf16 on CUDA)")
+      ->capture_default_str();
+  bench->add_option("--warmup", args->warmup, "untimed runs first")->capture_default_str();
+  bench->add_option("--iters", args->iters, "timed runs (the median is reported)")
+      ->capture_default_str();
+  bench->add_option("--threads", args->threads, "LibTorch threads (0: LibTorch's default)")
+      ->capture_default_str();
+  return {{bench, [=] { return run_bench(*args); }}};
+}
+
+}  // namespace mixlab
