@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "results/fault_injection.h"
+
 namespace mixlab {
 
 namespace fs = std::filesystem;
@@ -42,9 +44,33 @@ void save_checkpoint(const std::string& path, const CheckpointState& state,
   const std::string tmp = path + ".tmp";
   archive.save_to(tmp);
   fsync_path(tmp, O_RDONLY);
+  fault::point("checkpoint");
   if (std::rename(tmp.c_str(), path.c_str()) != 0)
     throw std::runtime_error(path + ": cannot move the new checkpoint into place");
   fsync_parent_dir(path);
+}
+
+CheckpointState inspect_checkpoint(const std::string& path, const std::string& expected_hash) {
+  CheckpointState state;
+  try {
+    // load_from reads and deserialises every record (tensors included), so a truncated or
+    // damaged file fails here, not halfway through a resumed run.
+    torch::serialize::InputArchive archive;
+    archive.load_from(path, torch::kCPU);
+    c10::IValue hash, step;
+    archive.read("config_hash", hash);
+    state.config_hash = hash.toStringRef();
+    archive.read("step", step);
+    state.step = step.toInt();
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw CheckpointError(path + ": not a usable checkpoint (" + what.substr(0, what.find('\n')) +
+                          "); delete it to train the run again from step 0");
+  }
+  if (state.config_hash != expected_hash)
+    throw CheckpointError(path + ": checkpoint of config " + state.config_hash + ", expected " +
+                          expected_hash);
+  return state;
 }
 
 CheckpointState load_checkpoint(const std::string& path, const std::string& expected_hash,
@@ -81,7 +107,7 @@ CheckpointState load_checkpoint(const std::string& path, const std::string& expe
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     throw CheckpointError(path + ": not a usable checkpoint (" + what.substr(0, what.find('\n')) +
-                          ")");
+                          "); delete it to train the run again from step 0");
   }
   return state;
 }

@@ -9,6 +9,7 @@
 #include "experiments/checkpoint.h"
 #include "experiments/corpus.h"
 #include "experiments/schedule.h"
+#include "experiments/train_step.h"
 #include "layers/torch_compat.h"
 
 namespace mixlab {
@@ -19,40 +20,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-// AdamW with weight decay on matrices only (not on biases, LayerNorm gains, temperatures).
-std::unique_ptr<torch::optim::AdamW> make_optimizer(Gpt& model, const TrainConfig& train) {
-  std::vector<torch::Tensor> decay, no_decay;
-  for (auto& p : model->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
-  auto options = [&](double wd) {
-    return std::make_unique<torch::optim::AdamWOptions>(
-        torch::optim::AdamWOptions(train.lr).betas({train.beta1, train.beta2}).weight_decay(wd));
-  };
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, options(train.weight_decay));
-  groups.emplace_back(no_decay, options(0.0));
-  return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(train.lr));
-}
-
-void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
-  for (auto& group : optimizer.param_groups())
-    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-}
-
-// Clips the global gradient norm without a host sync; returns the norm before clipping.
-torch::Tensor clip_gradients(const std::vector<torch::Tensor>& params, double max_norm) {
-  std::vector<torch::Tensor> norms;
-  for (const auto& p : params)
-    if (p.grad().defined()) norms.push_back(p.grad().detach().to(torch::kFloat).norm());
-  if (norms.empty()) return torch::zeros({});
-  auto total = torch::stack(norms).norm();
-  if (max_norm > 0) {
-    auto scale = (max_norm / (total + 1e-6)).clamp_max(1.0);
-    for (const auto& p : params)
-      if (p.grad().defined()) p.grad().detach().mul_(scale.to(p.grad().scalar_type()));
-  }
-  return total;
 }
 
 }  // namespace
@@ -91,8 +58,8 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
   Gpt model(config.model, config.ffn);
   model->to(device);
   model->train();
-  auto optimizer = make_optimizer(model, tc);
-  const auto params = model->parameters();
+  TrainStep train_step(model, tc, device);
+  torch::optim::Optimizer& optimizer = train_step.optimizer();
 
   WindowSampler sampler(corpus->train, tc.batch_size, config.model.seq_len,
                         static_cast<uint64_t>(config.seed));
@@ -105,7 +72,7 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
   double wall_s = 0;
   CheckpointState resumed;
   if (!options.checkpoint_path.empty() && std::filesystem::exists(options.checkpoint_path)) {
-    resumed = load_checkpoint(options.checkpoint_path, config.hash, *model, *optimizer, device);
+    resumed = load_checkpoint(options.checkpoint_path, config.hash, *model, optimizer, device);
     step = resumed.step;
     wall_s = resumed.wall_s;
     hooks.on_resume(step);
@@ -124,8 +91,9 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
     return double(s) * tokens_per_step / double(facts.train_tokens);
   };
   auto zeros = [&] { return torch::zeros({}, torch::TensorOptions().device(device)); };
-  torch::Tensor loss_sum = zeros() + resumed.loss_sum, aux_sum = zeros() + resumed.aux_sum,
-                norm_sum = zeros() + resumed.norm_sum;
+  train_step.set_sums(resumed.loss_sum, resumed.aux_sum, resumed.norm_sum);
+  torch::Tensor &loss_sum = train_step.loss_sum, &aux_sum = train_step.aux_sum,
+                &norm_sum = train_step.norm_sum;
   int64_t interval_steps = resumed.interval_steps, last_checkpoint = step;
   auto interval_start = Clock::now() - std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(resumed.interval_s));
@@ -144,7 +112,7 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
       state.norm_sum = norm_sum.item<double>();
       state.interval_s = seconds_since(interval_start);
     }
-    save_checkpoint(options.checkpoint_path, state, *model, *optimizer);
+    save_checkpoint(options.checkpoint_path, state, *model, optimizer);
     hooks.on_checkpoint(s);
   };
 
@@ -161,30 +129,20 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
       return result;
     }
     ++step;
-    const bool log_step = step % tc.log_every == 0 || step == tc.steps;
+    // A layer may ask for an evaluation (transition tuning: the step before its switch).
+    bool layer_eval = false;
+    for (const auto& layer : model->ffn_layers())
+      layer_eval = layer_eval || layer->wants_eval_at(step);
+    const bool log_step = step % tc.log_every == 0 || step == tc.steps || layer_eval;
     if (interval_steps == 0) interval_start = Clock::now();
     for (const auto& layer : model->ffn_layers()) {
       layer->on_step(step);
       layer->record_stats(log_step);
     }
     const double lr = learning_rate(tc, step);
-    set_learning_rate(*optimizer, lr);
     Batch batch = sampler.batch(step);
-    auto inputs = batch.inputs.to(device, /*non_blocking=*/true);
-    auto targets = batch.targets.to(device, /*non_blocking=*/true);
-
-    torch::Tensor loss, aux;
-    {
-      compat::AutocastGuard autocast(device, tc.precision == "bf16");
-      loss = model->loss(inputs, targets);
-      aux = model->aux_loss();
-    }
-    optimizer->zero_grad();
-    (aux.defined() ? loss + aux : loss).backward();
-    norm_sum += clip_gradients(params, tc.grad_clip);
-    optimizer->step();
-    loss_sum += loss.detach();
-    if (aux.defined()) aux_sum += aux.detach();
+    train_step.run(batch.inputs.to(device, /*non_blocking=*/true),
+                   batch.targets.to(device, /*non_blocking=*/true), lr);
     ++interval_steps;
 
     if (!log_step) continue;
@@ -203,7 +161,7 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
         {"time/wall_s", wall_s},
         {"throughput/tokens_per_s", tokens_per_step * double(interval_steps) / interval_s},
     };
-    if (aux.defined())
+    if (train_step.saw_aux_loss)
       metrics.emplace_back("train/aux_loss", aux_sum.item<double>() / double(interval_steps));
     const auto& layers = model->ffn_layers();
     for (size_t i = 0; i < layers.size(); ++i) {
@@ -214,7 +172,7 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
                              values[int64_t(k)].item<double>());
     }
     const bool eval_step =
-        step == tc.steps || (config.eval.every > 0 && step % config.eval.every == 0);
+        layer_eval || step == tc.steps || (config.eval.every > 0 && step % config.eval.every == 0);
     if (eval_step) {
       result.last_eval = evaluate(model, validation, config.eval.modes);
       metrics.insert(metrics.end(), result.last_eval.begin(), result.last_eval.end());
@@ -227,15 +185,17 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
         if (eval_step && k == "eval/loss") line += fmt::format(" eval {:.4f}", v);
       options.progress(line);
     }
+    // The interval is logged: close it before checkpointing, or the checkpoint would carry its
+    // sums into the resumed run's next interval (and skew that interval's logged means).
+    loss_sum = zeros();
+    aux_sum = zeros();
+    norm_sum = zeros();
+    interval_steps = 0;
     if (step == tc.steps ||
         (tc.checkpoint_every > 0 && step - last_checkpoint >= tc.checkpoint_every)) {
       checkpoint(step);
       last_checkpoint = step;
     }
-    loss_sum = zeros();
-    aux_sum = zeros();
-    norm_sum = zeros();
-    interval_steps = 0;
     interval_start = Clock::now();
   }
   result.finished = true;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "results/fault_injection.h"
 #include "results/schema_sql.h"
 
 namespace mixlab {
@@ -50,6 +51,10 @@ class Statement {
     int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
+    if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
+      throw StoreError(
+          fmt::format("{}: the database file is corrupt ({}); restore it from a backup",
+                      sqlite3_db_filename(db_, "main"), sqlite3_errmsg(db_)));
     throw StoreError(fmt::format("{}: {}", sqlite3_db_filename(db_, "main"), sqlite3_errmsg(db_)));
   }
   void run() {
@@ -142,12 +147,15 @@ Store::Store(const std::string& path, bool create) : path_(path) {
     exec("PRAGMA synchronous = NORMAL");
     exec("PRAGMA foreign_keys = ON");
     // The schema is idempotent (IF NOT EXISTS): running it on every open also gives databases of
-    // this version the views added since they were created.
+    // this version the views added since they were created. On an up-to-date database it writes
+    // nothing (the version is only set when it changes), so a command that fails before its
+    // first write leaves the file byte-for-byte as it was.
     {
       begin_immediate();
       try {
         exec(kSchemaSql);
-        exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str());
+        if (v != kSchemaVersion)
+          exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str());
         commit();
       } catch (...) {
         rollback();
@@ -284,7 +292,8 @@ int64_t Store::register_sweep(const std::string& name, const std::string& spec_j
 }
 
 std::optional<RunRow> Store::claim_next(int64_t sweep_id, const std::string& worker,
-                                        double stale_after_s, int max_attempts) {
+                                        double stale_after_s, int max_attempts,
+                                        double retry_failed_before) {
   return in_transaction(db_, path_, [&]() -> std::optional<RunRow> {
     double now = unix_now();
     // Interrupted work first (it has a checkpoint to resume), then fresh runs, in order.
@@ -293,9 +302,11 @@ std::optional<RunRow> Store::claim_next(int64_t sweep_id, const std::string& wor
                    "WHERE sr.sweep_id = ?1 AND ("
                    "  r.status = 'pending' OR r.status = 'killed' "
                    "  OR (r.status = 'running' AND (r.heartbeat IS NULL OR r.heartbeat < ?2)) "
-                   "  OR (r.status = 'failed' AND r.attempt < ?3)) "
+                   "  OR (r.status = 'failed' AND r.attempt < ?3 AND "
+                   "      (r.ended_at IS NULL OR r.ended_at < ?4))) "
                    "ORDER BY (r.status = 'pending'), sr.position LIMIT 1");
     pick.bind(1, sweep_id).bind(2, now - stale_after_s).bind(3, max_attempts);
+    pick.bind(4, retry_failed_before);
     if (!pick.step()) return std::nullopt;
     int64_t run_id = pick.int_at(0);
     Statement take(db_,
@@ -351,6 +362,7 @@ void Store::end_run(int64_t run_id, const std::string& worker, const std::string
                 "WHERE run_id = ?");
     double now = unix_now();
     s.bind(1, status).bind(2, error).bind(3, now).bind(4, now).bind(5, run_id).run();
+    fault::point("end_run");
   });
 }
 
@@ -399,6 +411,7 @@ void Store::log_step(int64_t run_id, const std::string& worker, int64_t step,
     Statement update(db_,
                      "UPDATE runs SET heartbeat = ?, last_step = ?, passes = ? WHERE run_id = ?");
     update.bind(1, unix_now()).bind(2, step).bind(3, passes).bind(4, run_id).run();
+    fault::point("log_step");
   });
 }
 

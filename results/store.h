@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -91,10 +92,13 @@ class Store {
 
   // ---- scheduling ---------------------------------------------------------------------
   // Atomically takes the next run of the sweep that needs work: pending, killed, running
-  // with a heartbeat older than `stale_after_s`, or failed with attempts left. Marks it
-  // running under `worker` and bumps its attempt.
-  std::optional<RunRow> claim_next(int64_t sweep_id, const std::string& worker,
-                                   double stale_after_s, int max_attempts);
+  // with a heartbeat older than `stale_after_s`, or failed with attempts left and ended before
+  // `retry_failed_before` (unix seconds: a sweep invocation passes its start time, so a run that
+  // failed during this invocation is retried by the next one, not at once by the same one).
+  // Marks it running under `worker` and bumps its attempt.
+  std::optional<RunRow> claim_next(
+      int64_t sweep_id, const std::string& worker, double stale_after_s, int max_attempts,
+      double retry_failed_before = std::numeric_limits<double>::infinity());
   void heartbeat(int64_t run_id, const std::string& worker);
   void set_run_info(int64_t run_id, const std::string& worker, const RunInfo& info);
   // Ends the run: status finished|failed|killed, with the error text if any.

@@ -72,6 +72,7 @@ std::vector<Command> add_run_commands(CLI::App& app) {
   worker->add_option("--jobs", options->jobs);
   worker->add_option("--stale-after", options->stale_after_s);
   worker->add_option("--max-attempts", options->max_attempts);
+  worker->add_option("--session-start", options->session_start);
   out.push_back({worker, [=] { return run_worker(*worker_sweep, *options); }});
   return out;
 }

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <filesystem>
 #include <iostream>
@@ -21,6 +23,7 @@
 #include "experiments/checkpoint.h"
 #include "experiments/corpus.h"
 #include "experiments/trainer.h"
+#include "results/fault_injection.h"
 #include "results/store.h"
 #include "sweeps/validate.h"
 
@@ -36,6 +39,7 @@ namespace {
 std::atomic<int> g_stop_signal{0};
 
 void on_stop_signal(int sig) {
+  fault::g_pause_released.store(true);
   if (g_stop_signal.exchange(sig) != 0) {
     ::signal(sig, SIG_DFL);
     ::raise(sig);
@@ -84,10 +88,105 @@ std::string checkpoint_path(const std::string& db_path, const std::string& confi
   return (dir / "checkpoints" / (config_hash + ".pt")).string();
 }
 
+// A database path whose folder cannot be made is bad input (exit 2), named in one line.
 void open_parent_dir(const std::string& db_path) {
   fs::path dir = fs::path(db_path).parent_path();
-  if (!dir.empty()) fs::create_directories(dir);
+  if (dir.empty()) return;
+  std::error_code ec;
+  fs::create_directories(dir, ec);  // no error when it exists (or another process just made it)
+  if (ec)
+    throw StoreError(
+        fmt::format("{}: cannot create the folder {}: {}", db_path, dir.string(), ec.message()));
 }
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const int64_t s = std::llround(seconds);
+  if (s < 60) return fmt::format("{}s", s);
+  if (s < 3600) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}h{:02}m", s / 3600, (s / 60) % 60);
+}
+
+double metric_value(const Metrics& metrics, const std::string& key) {
+  for (const auto& [k, v] : metrics)
+    if (k == key) return v;
+  return std::nan("");
+}
+
+// What `sweep run` prints while it trains: a line when a run starts or ends, and for every
+// evaluation step (and at least every kQuietPeriodS seconds between them) a line with the
+// sweep's progress, the run's step, loss and throughput, and the time left:
+//   [1/4 runs done] mot seed=0  step 40/100  loss 3.2100  eval 3.3012  5400 tok/s  run 12s left,
+//   sweep ~1m05s left
+// The sweep's time left is its remaining steps (read from the database, so it counts the work
+// of other workers) over this process's rate times --jobs.
+class ProgressPrinter {
+ public:
+  static constexpr double kQuietPeriodS = 10;
+
+  ProgressPrinter(Store& store, std::string sweep, const RunnerOptions& options)
+      : store_(store), sweep_(std::move(sweep)), options_(options) {}
+
+  void start_run(const RunRow& run, int64_t steps, int64_t eval_every) {
+    run_ = run.name;
+    steps_ = steps;
+    eval_every_ = eval_every;
+    last_step_ = -1;
+  }
+
+  void say(const std::string& line) {
+    if (options_.quiet) return;
+    std::cout << fmt::format("[{}] {}", run_, line) << std::endl;
+    last_line_ = Clock::now();
+  }
+
+  void on_log(int64_t step, const Metrics& metrics) {
+    if (last_step_ >= 0 && step > last_step_) {
+      trained_steps_ += step - last_step_;
+      trained_s_ += metric_value(metrics, "time/step_ms") * double(step - last_step_) / 1000.0;
+    }
+    last_step_ = step;
+    if (options_.quiet || step == 0) return;
+    const bool eval_step = step == steps_ || (eval_every_ > 0 && step % eval_every_ == 0);
+    if (!eval_step &&
+        std::chrono::duration<double>(Clock::now() - last_line_).count() < kQuietPeriodS)
+      return;
+    int64_t finished = 0, remaining_steps = 0;
+    const auto runs = store_.sweep_runs(sweep_);
+    for (const auto& r : runs) {
+      if (r.status == "finished") {
+        ++finished;
+        continue;
+      }
+      if (r.status == "failed" && r.attempt >= options_.max_attempts) continue;
+      const Json config = Json::parse(r.config_json);
+      const int64_t total = config.value("/train/steps"_json_pointer, int64_t(0));
+      remaining_steps += std::max<int64_t>(0, total - r.last_step.value_or(0));
+    }
+    const double step_s = trained_steps_ > 0 ? trained_s_ / double(trained_steps_) : NAN;
+    std::string line =
+        fmt::format("[{}/{} runs done] {}  step {}/{}  loss {:.4f}", finished, runs.size(), run_,
+                    step, steps_, metric_value(metrics, "train/loss"));
+    const double eval = metric_value(metrics, "eval/loss");
+    if (std::isfinite(eval)) line += fmt::format("  eval {:.4f}", eval);
+    line += fmt::format(
+        "  {:.0f} tok/s  run {} left, sweep ~{} left",
+        metric_value(metrics, "throughput/tokens_per_s"),
+        format_duration(step_s * double(steps_ - step)),
+        format_duration(step_s * double(remaining_steps) / double(std::max(1, options_.jobs))));
+    if (!options_.quiet) std::cout << line << std::endl;
+    last_line_ = Clock::now();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  Store& store_;
+  std::string sweep_, run_;
+  const RunnerOptions& options_;
+  int64_t steps_ = 0, eval_every_ = 0, last_step_ = -1, trained_steps_ = 0;
+  double trained_s_ = 0;
+  Clock::time_point last_line_ = Clock::now();
+};
 
 // Runs on this host whose worker process no longer exists are released at once (killed),
 // instead of waiting for their heartbeat to go stale.
@@ -109,8 +208,8 @@ void release_dead_local_workers(Store& store, const std::string& sweep) {
 class StoreHooks : public TrainHooks {
  public:
   StoreHooks(Store& store, const std::string& db_path, const RunRow& run, std::string worker,
-             double stale_after_s)
-      : store_(store), run_(run), worker_(std::move(worker)) {
+             double stale_after_s, ProgressPrinter& progress)
+      : store_(store), run_(run), worker_(std::move(worker)), progress_(progress) {
     const double period = std::max(1.0, std::min(15.0, stale_after_s / 4));
     beat_ = std::thread([this, db_path, period] {
       try {
@@ -155,17 +254,23 @@ class StoreHooks : public TrainHooks {
   void on_resume(int64_t step) override { store_.delete_metrics_after(run_.run_id, worker_, step); }
   void on_log(int64_t step, const Metrics& metrics, double wall_s, double passes) override {
     store_.log_step(run_.run_id, worker_, step, metrics, wall_s, passes);
+    fault::point("logged");
+    progress_.on_log(step, metrics);
   }
   void on_checkpoint(int64_t step) override {
     store_.set_checkpoint_step(run_.run_id, worker_, step);
   }
-  bool stop_requested() override { return g_stop_signal.load() != 0 || lost_.load(); }
+  bool stop_requested() override {
+    fault::point("step");
+    return g_stop_signal.load() != 0 || lost_.load();
+  }
   bool lost() const { return lost_.load(); }
 
  private:
   Store& store_;
   RunRow run_;
   std::string worker_;
+  ProgressPrinter& progress_;
   std::thread beat_;
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -179,28 +284,33 @@ int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
   const torch::Device device = resolve_device(options.device);
   set_threads(options);
   const std::string worker = new_worker_id();
+  const double session_start = options.session_start > 0 ? options.session_start : unix_now();
+  ProgressPrinter progress(store, sweep.name, options);
   int status = 0;
   while (g_stop_signal.load() == 0) {
     release_dead_local_workers(store, sweep.name);
-    auto claimed =
-        store.claim_next(sweep.sweep_id, worker, options.stale_after_s, options.max_attempts);
+    auto claimed = store.claim_next(sweep.sweep_id, worker, options.stale_after_s,
+                                    options.max_attempts, session_start);
     if (!claimed) break;
     const RunRow& run = *claimed;
-    auto say = [&](const std::string& line) {
-      if (!options.quiet) std::cout << fmt::format("[{}] {}", run.name, line) << std::endl;
-    };
-    say(run.attempt > 1 ? fmt::format("resuming (attempt {})", run.attempt) : "starting");
+    auto say = [&](const std::string& line) { progress.say(line); };
+    progress.start_run(run, 0, 0);  // names the run in lines printed before its config is read
     try {
       RunConfig config = parse_run_config(Json::parse(run.config_json), sweep.name);
-      StoreHooks hooks(store, db_path, run, worker, options.stale_after_s);
+      progress.start_run(run, config.train.steps, config.eval.every);
       TrainOptions train_options;
       train_options.device = device;
       train_options.checkpoint_path = checkpoint_path(db_path, run.config_hash);
-      const int64_t every = config.eval.every > 0 ? config.eval.every : config.train.steps;
-      train_options.progress = [&, every](const std::string& line) {
-        auto step = std::atoll(line.c_str() + 5);
-        if (step % every == 0 || step == config.train.steps) say(line);
-      };
+      const bool resumable = fs::exists(train_options.checkpoint_path);
+      say(run.attempt == 1 ? "starting"
+          : resumable
+              ? fmt::format("resuming from its checkpoint (attempt {})", run.attempt)
+              : fmt::format("starting again from step 0: no checkpoint (attempt {})", run.attempt));
+      StoreHooks hooks(store, db_path, run, worker, options.stale_after_s, progress);
+      // Without a checkpoint the run trains from step 0: what an earlier attempt recorded is
+      // written again, so none of it may survive (an attempt may have logged steps it never
+      // checkpointed, or failed at a later step than this one will reach).
+      if (!resumable) store.delete_metrics_after(run.run_id, worker, -1);
       TrainResult result = train_run(config, train_options, hooks);
       if (result.finished) {
         store.end_run(run.run_id, worker, "finished", "");
@@ -217,7 +327,10 @@ int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
     } catch (const LostOwnership& e) {
       say(std::string("lost: ") + e.what());
     } catch (const CheckpointError& e) {
-      // The checkpoint is left where it is for the user to inspect; the run waits.
+      // Rare: register_and_run checked every checkpoint before the first write; this one went
+      // bad since. The claim cannot be taken back, so the run is released as killed (it keeps its
+      // metrics and the file stays for the user to inspect or delete) and the error ends the
+      // sweep with exit status 2.
       store.release_run(run.run_id, worker, e.what());
       throw;
     } catch (const ConfigError& e) {
@@ -253,7 +366,9 @@ int spawn_workers(const std::string& sweep, const RunnerOptions& options) {
                                      "--stale-after",
                                      std::to_string(options.stale_after_s),
                                      "--max-attempts",
-                                     std::to_string(options.max_attempts)};
+                                     std::to_string(options.max_attempts),
+                                     "--session-start",
+                                     fmt::format("{:.6f}", options.session_start)};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -322,6 +437,15 @@ int register_and_run(const SweepSpec& spec, const RunnerOptions& options, bool a
   for (const auto& p : spec.runs)
     planned.push_back(
         {p.name, p.variant, canonical_dump(p.config), content_hash(p.config), p.seed});
+  // A run that will resume must have a usable checkpoint: check them all before the first
+  // write, so an unusable one (truncated, corrupt, another config's) is refused with the
+  // database left exactly as it was, and the user can delete or restore the file and rerun.
+  for (const auto& p : planned) {
+    const std::string path = checkpoint_path(options.db_path, p.config_hash);
+    if (!fs::exists(path)) continue;
+    if (auto run = store.run_by_hash(p.config_hash); run && run->status == "finished") continue;
+    inspect_checkpoint(path, p.config_hash);
+  }
   store.register_sweep(spec.name, canonical_dump(spec_json), spec.spec_hash(), planned);
   auto sweep = store.find_sweep(spec.name);
 
@@ -338,7 +462,9 @@ int register_and_run(const SweepSpec& spec, const RunnerOptions& options, bool a
 
 }  // namespace
 
-int run_sweep(const SweepCommand& command, const RunnerOptions& options) {
+int run_sweep(const SweepCommand& command, const RunnerOptions& given_options) {
+  RunnerOptions options = given_options;
+  if (options.session_start <= 0) options.session_start = unix_now();
   SweepSpec spec = load_spec(command.spec_file, command.overrides);
   std::vector<RunConfig> configs = validate_spec(spec);
   if (options.jobs < 1) throw ConfigError("--jobs", std::to_string(options.jobs), "must be >= 1");
@@ -360,7 +486,9 @@ int run_sweep(const SweepCommand& command, const RunnerOptions& options) {
 }
 
 int train_config(const std::string& config_file, const std::string& sweep_name, bool use_db,
-                 const RunnerOptions& options) {
+                 const RunnerOptions& given_options) {
+  RunnerOptions options = given_options;
+  if (options.session_start <= 0) options.session_start = unix_now();
   Json raw = read_json_file(config_file);
   RunConfig config = parse_run_config(raw, config_file);
   check_corpus_available(config.data);

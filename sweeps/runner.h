@@ -17,6 +17,9 @@ struct RunnerOptions {
   double stale_after_s = 120;  // a running run whose heartbeat is older is reclaimed
   int max_attempts = 2;        // a failed run is retried until it has been started this often
   bool quiet = false;
+  // When this `sweep run` began (unix seconds; 0: now). Runs that failed after it are not
+  // retried by it (nor by its --jobs workers): a retry is for the next invocation.
+  double session_start = 0;
 };
 
 struct SweepCommand {

@@ -48,6 +48,14 @@ std::pair<std::string, Json> parse_override(const std::string& text) {
   auto eq = text.find('=');
   if (eq == std::string::npos || eq == 0)
     throw ConfigError("--set", text, "expected key=value, e.g. train.steps=100");
+  // Spec files are checked by the JSON parser; a command-line string is not: bytes that are
+  // not UTF-8 would make every later dump (the config's hash, an error message) throw.
+  try {
+    (void)Json(text).dump();
+  } catch (const Json::type_error&) {
+    throw ConfigError("--set", Json(text).dump(-1, ' ', false, Json::error_handler_t::replace),
+                      "is not valid UTF-8");
+  }
   std::string key = text.substr(0, eq), raw = text.substr(eq + 1);
   Json value = Json::parse(raw, nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) value = raw;
