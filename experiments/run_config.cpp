@@ -70,9 +70,9 @@ EvalConfig parse_eval(const ConfigReader& c) {
     if (!modes.is_array() || modes.empty()) c.fail("modes", "must be a non-empty list");
     e.modes.clear();
     for (const auto& m : modes) {
-      if (!m.is_string() || (m != "mixed" && m != "discrete"))
+      if (!m.is_string() || (m != "mixed" && m != "discrete" && m != "switch"))
         throw ConfigError(c.key_path("modes"), short_value(m),
-                          "eval modes are \"mixed\" and \"discrete\"");
+                          "eval modes are \"mixed\", \"discrete\" and \"switch\"");
       e.modes.push_back(m.get<std::string>());
     }
   }

@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "layers/torch_compat.h"
+
 namespace mixlab {
 
 void FfnLayerImpl::set_stats(std::vector<std::string> names,
@@ -28,18 +30,30 @@ torch::Tensor coefficient_of_variation(const torch::Tensor& loads) {
   return (l - mean).pow(2).mean().sqrt() / mean.clamp_min(1e-12);
 }
 
-int64_t read_expert_size(const ConfigReader& cfg, int64_t n_experts, int64_t flop_scale) {
+torch::Tensor router_logits(const torch::Tensor& x, const torch::Tensor& router) {
+  compat::AutocastOff fp32;
+  auto input = x.scalar_type() == torch::kDouble ? x : x.to(torch::kFloat);
+  return torch::matmul(input, router.to(input.scalar_type()));
+}
+
+torch::Tensor run_experts(const torch::Tensor& inputs, const torch::Tensor& w1,
+                          const torch::Tensor& w2) {
+  auto hidden = torch::relu(torch::bmm(inputs, w1.to(inputs.scalar_type())));
+  return torch::bmm(hidden, w2.to(inputs.scalar_type()));
+}
+
+int64_t read_expert_size(const ConfigReader& cfg, int64_t expert_passes, int64_t tokens) {
   if (!cfg.has("expert_size")) cfg.fail("expert_size", "required: an integer or \"flop_matched\"");
   const Json& v = cfg.raw("expert_size");
   if (v.is_string()) {
     if (v.get<std::string>() != "flop_matched")
       cfg.fail("expert_size", "must be a positive integer or \"flop_matched\"");
     int64_t d_ff = cfg.get_positive_int("d_ff", 0);
-    if ((d_ff * flop_scale) % n_experts != 0)
-      cfg.fail("d_ff", "flop_matched needs d_ff * group_size divisible by n_experts (" +
-                           std::to_string(d_ff) + " * " + std::to_string(flop_scale) + " / " +
-                           std::to_string(n_experts) + ")");
-    return d_ff * flop_scale / n_experts;
+    if ((d_ff * tokens) % expert_passes != 0)
+      cfg.fail("d_ff", "flop_matched sets expert_size = d_ff * " + std::to_string(tokens) + " / " +
+                           std::to_string(expert_passes) + " (expert passes per " +
+                           std::to_string(tokens) + " tokens), which must be an integer");
+    return d_ff * tokens / expert_passes;
   }
   int64_t f = cfg.get_int("expert_size");
   if (f <= 0) cfg.fail("expert_size", "must be a positive integer or \"flop_matched\"");

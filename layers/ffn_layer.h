@@ -47,6 +47,9 @@ class FfnLayerImpl : public torch::nn::Module {
   // Evaluation modes the layer knows besides "mixed" (as trained); see set_eval_mode.
   virtual std::vector<std::string> eval_modes() const { return {"mixed"}; }
   virtual void set_eval_mode(const std::string& /*mode*/) {}
+  // True where the layer needs an evaluation after training step `step` besides the
+  // configured ones (transition tuning: the step before the switch).
+  virtual bool wants_eval_at(int64_t /*step*/) const { return false; }
   virtual LayerCost cost() const = 0;
 
   void record_stats(bool on) { record_stats_ = on; }
@@ -77,9 +80,20 @@ torch::Tensor normalized_entropy(const torch::Tensor& probs, int64_t dim);
 // Coefficient of variation (std / mean, population std) of a 1-D tensor of loads.
 torch::Tensor coefficient_of_variation(const torch::Tensor& loads);
 
-// Reads the expert hidden size f: an integer, or "flop_matched" (f = d_ff * tokens_per_slot
-// / E: the experts' FLOPs per token equal those of a dense layer of width d_ff).
-int64_t read_expert_size(const ConfigReader& cfg, int64_t n_experts, int64_t flop_scale);
+// Router logits x . router in (at least) float32 with autocast off: float64 inputs (the
+// tests) stay float64, everything else is computed in float32.
+torch::Tensor router_logits(const torch::Tensor& x, const torch::Tensor& router);
+
+// Runs every expert on its own rows: inputs (E, n, d), w1 (E, d, f), w2 (E, f, d) ->
+// (E, n, d) = W2_e relu(W1_e x) per expert, in the dtype of the inputs.
+torch::Tensor run_experts(const torch::Tensor& inputs, const torch::Tensor& w1,
+                          const torch::Tensor& w2);
+
+// Reads the expert hidden size f: an integer, or "flop_matched". A layer whose experts run
+// `expert_passes` times per `tokens` tokens (MoT: E per group of g; Switch: 1 per token;
+// top-k: k per token; Expert Choice: E k per group) is flop matched with f = d_ff * tokens /
+// expert_passes: its experts' FLOPs per token equal those of a dense layer of width d_ff.
+int64_t read_expert_size(const ConfigReader& cfg, int64_t expert_passes, int64_t tokens);
 
 // GPT-2 initialisation of a weight: N(0, 0.02), scaled down by sqrt(2 n_layers) for the
 // projections that write into the residual stream.

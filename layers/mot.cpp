@@ -85,7 +85,7 @@ LayerCost MotImpl::cost() const {
   return c;
 }
 
-FfnBuilder parse_mot(const ConfigReader& cfg, const ModelDims& dims) {
+MotOptions read_mot_options(const ConfigReader& cfg, const ModelDims& dims) {
   MotOptions o;
   if (!cfg.has("n_experts")) cfg.fail("n_experts", "required: a positive integer");
   o.n_experts = cfg.get_positive_int("n_experts", 0);
@@ -105,6 +105,11 @@ FfnBuilder parse_mot(const ConfigReader& cfg, const ModelDims& dims) {
   } else {
     o.temperature = cfg.get_positive_double("temperature", 1.0);
   }
+  return o;
+}
+
+FfnBuilder parse_mot(const ConfigReader& cfg, const ModelDims& dims) {
+  const MotOptions o = read_mot_options(cfg, dims);
   return [dims, o] { return std::make_shared<MotImpl>(dims, o); };
 }
 

@@ -53,5 +53,7 @@ class MotImpl : public FfnLayerImpl {
 // which needs d_ff), d_ff, temperature (a positive number or "learnable"),
 // initial_temperature (for "learnable", default 1), learn_temperature_from_step (default 0).
 FfnBuilder parse_mot(const ConfigReader& cfg, const ModelDims& dims);
+// The options behind parse_mot (shared with the transition layer, which has the same keys).
+MotOptions read_mot_options(const ConfigReader& cfg, const ModelDims& dims);
 
 }  // namespace mixlab

@@ -4,7 +4,11 @@
 #include <map>
 
 #include "layers/dense.h"
+#include "layers/expert_choice.h"
 #include "layers/mot.h"
+#include "layers/soft_moe.h"
+#include "layers/token_choice.h"
+#include "layers/transition.h"
 
 namespace mixlab {
 
@@ -16,7 +20,12 @@ using ParseFn = FfnBuilder (*)(const ConfigReader&, const ModelDims&);
 const std::map<std::string, ParseFn>& table() {
   static const std::map<std::string, ParseFn> types = {
       {"dense", &parse_dense},
+      {"expert_choice", &parse_expert_choice},
       {"mot", &parse_mot},
+      {"soft_moe", &parse_soft_moe},
+      {"switch", &parse_switch},
+      {"top_k", &parse_top_k},
+      {"transition", &parse_transition},
   };
   return types;
 }
