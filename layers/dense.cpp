@@ -11,7 +11,7 @@ DenseFfnImpl::DenseFfnImpl(const ModelDims& dims, int64_t d_ff)
 }
 
 torch::Tensor DenseFfnImpl::forward(const torch::Tensor& x) {
-  return torch::matmul(torch::relu(torch::matmul(x, w1)), w2);
+  return torch::matmul(fast_relu(torch::matmul(x, w1)), w2);
 }
 
 LayerCost DenseFfnImpl::cost() const {

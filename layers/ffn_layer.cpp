@@ -38,7 +38,7 @@ torch::Tensor router_logits(const torch::Tensor& x, const torch::Tensor& router)
 
 torch::Tensor run_experts(const torch::Tensor& inputs, const torch::Tensor& w1,
                           const torch::Tensor& w2) {
-  auto hidden = torch::relu(torch::bmm(inputs, w1.to(inputs.scalar_type())));
+  auto hidden = fast_relu(torch::bmm(inputs, w1.to(inputs.scalar_type())));
   return torch::bmm(hidden, w2.to(inputs.scalar_type()));
 }
 

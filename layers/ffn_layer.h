@@ -80,6 +80,13 @@ torch::Tensor normalized_entropy(const torch::Tensor& probs, int64_t dim);
 // Coefficient of variation (std / mean, population std) of a 1-D tensor of loads.
 torch::Tensor coefficient_of_variation(const torch::Tensor& loads);
 
+// relu(x) as threshold(x, 0, 0): the same values and gradient (threshold_backward), but
+// Debian's LibTorch 1.13 CPU build runs relu (clamp_min) about 10x slower than threshold,
+// which at the CPU sweep sizes is a visible share of the step.
+inline torch::Tensor fast_relu(const torch::Tensor& x) {
+  return torch::threshold(x, 0.0, 0.0);
+}
+
 // Router logits x . router in (at least) float32 with autocast off: float64 inputs (the
 // tests) stay float64, everything else is computed in float32.
 torch::Tensor router_logits(const torch::Tensor& x, const torch::Tensor& router);

@@ -56,7 +56,7 @@ torch::Tensor MotImpl::forward(const torch::Tensor& x) {
   auto mixed = torch::matmul(w.transpose(-1, -2), grouped);  // (G, S, E, d)
   // All experts at once: (E, G*S, d) x (E, d, f) -> (E, G*S, f) -> (E, G*S, d).
   auto per_expert = mixed.reshape({groups * s, e, d}).transpose(0, 1);
-  auto hidden = torch::relu(torch::bmm(per_expert, w1.to(x.scalar_type())));
+  auto hidden = fast_relu(torch::bmm(per_expert, w1.to(x.scalar_type())));
   auto out = torch::bmm(hidden, w2.to(x.scalar_type()));
   auto out_grouped = out.transpose(0, 1).reshape({groups, s, e, d});
   auto y = torch::matmul(w, out_grouped);  // (G, S, g, d)
