@@ -350,6 +350,8 @@ int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
 
 // Spawns `jobs` copies of this binary as workers on the sweep and waits for them.
 int spawn_workers(const std::string& sweep, const RunnerOptions& options) {
+  // What this process has printed goes out before the workers' lines, not after them.
+  std::cout.flush();
   std::vector<pid_t> children;
   for (int i = 0; i < options.jobs; ++i) {
     std::vector<std::string> args = {"sweep",
