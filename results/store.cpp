@@ -143,7 +143,9 @@ Store::Store(const std::string& path, bool create) : path_(path) {
       throw StoreError(fmt::format(
           "{}: user_version = {}: the database has a newer schema than this mixlab ({})", path, v,
           kSchemaVersion));
-    exec("PRAGMA journal_mode = WAL");
+    // Two processes creating one database at once race to switch it to WAL; that switch can
+    // answer SQLITE_BUSY without consulting the busy handler, so it is retried here.
+    exec_when_free("PRAGMA journal_mode = WAL");
     exec("PRAGMA synchronous = NORMAL");
     exec("PRAGMA foreign_keys = ON");
     // The schema is idempotent (IF NOT EXISTS): running it on every open also gives databases of
@@ -151,7 +153,7 @@ Store::Store(const std::string& path, bool create) : path_(path) {
     // nothing (the version is only set when it changes), so a command that fails before its
     // first write leaves the file byte-for-byte as it was.
     {
-      begin_immediate();
+      exec_when_free("BEGIN IMMEDIATE");
       try {
         exec(kSchemaSql);
         if (v != kSchemaVersion)
@@ -184,6 +186,20 @@ void Store::exec(const char* sql) {
     std::string message = err ? err : "unknown error";
     sqlite3_free(err);
     throw StoreError(fmt::format("{}: {}", path_, message));
+  }
+}
+
+void Store::exec_when_free(const char* sql) {
+  const double deadline = unix_now() + 60;
+  while (true) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+    if (rc == SQLITE_OK) return;
+    std::string message = err ? err : "unknown error";
+    sqlite3_free(err);
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || unix_now() > deadline)
+      throw StoreError(fmt::format("{}: {}", path_, message));
+    ::usleep(20000);
   }
 }
 

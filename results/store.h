@@ -127,6 +127,7 @@ class Store {
 
  private:
   void exec(const char* sql);
+  void exec_when_free(const char* sql);  // exec, retrying SQLITE_BUSY for up to 60 s
   void begin_immediate();
   void commit();
   void rollback() noexcept;
