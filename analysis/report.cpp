@@ -516,12 +516,15 @@ Table transition_table(SweepData& data) {
       switch_at.push_back(s);
       const auto& loss = data.series(v.finished[r].run_id, "eval/loss");
       const auto& sw = data.series(v.finished[r].run_id, "eval_switch/loss");
-      // Before: the last evaluation at or before the switch step; after: the first one past it.
+      // switch_at_step is the first step trained as Switch, and an evaluation at step k follows
+      // step k's update: before is the last evaluation at a step < switch_at_step (the MoT
+      // weights; the transition layer asks for one at switch_at_step - 1), after the first one
+      // at or past it.
       double b = NAN, a = NAN, sb = NAN;
       int64_t before_step = -1;
       for (const auto& p : loss) {
         if (std::isnan(s)) break;
-        if (double(p.step) <= s) {
+        if (double(p.step) < s) {
           b = p.value;
           before_step = p.step;
         } else if (std::isnan(a)) {
@@ -547,8 +550,8 @@ Table transition_table(SweepData& data) {
     return t;
   }
   t.notes.push_back(
-      "switch at step: ffn.switch_at_step; before: the last evaluation at or "
-      "before it (eval/loss, and eval_switch/loss: the same model evaluated as "
+      "switch at step: ffn.switch_at_step (the first step trained as Switch); before: the last "
+      "evaluation before it (eval/loss, and eval_switch/loss: the same model evaluated as "
       "Switch); after: the first evaluation past it; - where a run has no such "
       "metric");
   t.notes.push_back(kStatNote);

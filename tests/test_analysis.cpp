@@ -159,7 +159,7 @@ void write_transition_sweep(Store& store) {
                 true,
                 info(8000, 1100, 6600),
                 {{0, 0.0, {{"eval/loss", 3.0}, {"eval_switch/loss", 3.1}}},
-                 {100, 10.0, {{"eval/loss", 2.2}, {"eval_switch/loss", 2.9}}},
+                 {99, 9.9, {{"eval/loss", 2.2}, {"eval_switch/loss", 2.9}}},
                  {200, 20.0, {{"eval/loss", 2.6}, {"eval_switch/loss", 2.6}}}}}});
 }
 

@@ -1,0 +1,21 @@
+# sweep plot transition_tuning --metric train/loss --x tokens --band minmax: redraw with  gnuplot train_loss_tokens.gp
+if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
+  set terminal pngcairo size 800,500 noenhanced font "sans,10"
+} else {
+  set terminal png size 800,500 noenhanced
+}
+set output "train_loss_tokens.png"
+set grid
+set key top right opaque box
+set format x "%.3g"
+set xlabel "training tokens (step x batch size x sequence length)"
+set ylabel "train/loss (nats/token)"
+set title "transition_tuning: train/loss (band: min to max over seeds)"
+plot "train_loss_tokens.dat" index 0 using 1:6:7 with filledcurves fc rgb "#1f77b4" fs transparent solid 0.2 noborder notitle, \
+     "" index 0 using 1:4 with lines lw 2 lc rgb "#1f77b4" title "dense (2 seeds)", \
+     "" index 1 using 1:6:7 with filledcurves fc rgb "#d62728" fs transparent solid 0.2 noborder notitle, \
+     "" index 1 using 1:4 with lines lw 2 lc rgb "#d62728" title "mot (2 seeds)", \
+     "" index 2 using 1:6:7 with filledcurves fc rgb "#2ca02c" fs transparent solid 0.2 noborder notitle, \
+     "" index 2 using 1:4 with lines lw 2 lc rgb "#2ca02c" title "switch (2 seeds)", \
+     "" index 3 using 1:6:7 with filledcurves fc rgb "#ff7f0e" fs transparent solid 0.2 noborder notitle, \
+     "" index 3 using 1:4 with lines lw 2 lc rgb "#ff7f0e" title "mot->switch @300 (2 seeds)"
