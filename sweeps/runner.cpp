@@ -380,10 +380,16 @@ int spawn_workers(const std::string& sweep, const RunnerOptions& options) {
     children.push_back(pid);
   }
   int worst = 0;
+  bool forwarded = false;
   for (pid_t child : children) {
     int wstatus = 0;
     while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
-      if (int sig = g_stop_signal.load()) kill(child, sig);
+      // A stop signal sent to this process alone (kill, a scheduler) reaches every worker,
+      // not only the one being waited for; each checkpoints and ends its run as killed.
+      if (int sig = g_stop_signal.load(); sig != 0 && !forwarded) {
+        for (pid_t other : children) kill(other, sig);
+        forwarded = true;
+      }
     }
     int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
     worst = std::max(worst, code);
