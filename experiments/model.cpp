@@ -18,7 +18,7 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& config)
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), s = x.size(1), d = x.size(2), h = n_heads_;
   auto qkv = qkv_(x).view({b, s, 3, h, d / h}).permute({2, 0, 3, 1, 4});  // (3, B, H, S, hd)
-  auto y = causal_attention(qkv[0], qkv[1], qkv[2]);              // (B, H, S, hd)
+  auto y = causal_attention(qkv[0], qkv[1], qkv[2]);                      // (B, H, S, hd)
   return proj_(y.transpose(1, 2).reshape({b, s, d}));
 }
 
