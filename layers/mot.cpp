@@ -45,6 +45,7 @@ torch::Tensor MotImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), s = x.size(1), d = x.size(2);
   const int64_t g = options_.group_size, e = options_.n_experts, groups = b / g;
   TORCH_CHECK(b % g == 0, "MoT: batch ", b, " is not divisible by group_size ", g);
+  if (g == 1) return forward_groups_of_one(x);
   // (B, S, d) -> (G, S, g, d): group G holds sequences G*g .. G*g+g-1 at each position.
   auto grouped = x.view({groups, g, s, d}).transpose(1, 2);
   auto weights = token_weights(grouped);  // (G, S, g, E), float32
@@ -69,6 +70,26 @@ torch::Tensor MotImpl::forward(const torch::Tensor& x) {
                torch::zeros({}, weights.options())});
   }
   return y.transpose(1, 2).reshape({b, s, d});
+}
+
+// A group of one token: its softmax over the group is exactly 1 (exp(0) / exp(0)), in mixed
+// and discrete mode alike, so every expert reads the token itself and y = sum_e W2_e relu(W1_e
+// x): one FFN of width E*f. Computed that way it costs what dense costs; the general path
+// would materialise E copies of every token (at E = 128, 32x the dense activations). The
+// controller and temperature get no gradient here, where the general path gives them exact
+// zeros; the one difference is that AdamW then does not decay the (unused) controller.
+torch::Tensor MotImpl::forward_groups_of_one(const torch::Tensor& x) {
+  const int64_t d = x.size(2), e = options_.n_experts, f = options_.expert_size;
+  auto w1_wide = w1.to(x.scalar_type()).permute({1, 0, 2}).reshape({d, e * f});
+  auto w2_wide = w2.to(x.scalar_type()).reshape({e * f, d});
+  auto y = torch::matmul(fast_relu(torch::matmul(x, w1_wide)), w2_wide);
+  if (recording_stats()) {
+    torch::NoGradGuard no_grad;
+    set_stats({"entropy", "temperature", "token_weight_cv", "dropped_frac"},
+              {torch::zeros({}, controller.options()), temperature(),
+               torch::zeros({}, controller.options()), torch::zeros({}, controller.options())});
+  }
+  return y;
 }
 
 LayerCost MotImpl::cost() const {

@@ -45,6 +45,8 @@ class MotImpl : public FfnLayerImpl {
  private:
   ModelDims dims_;
   MotOptions options_;
+  torch::Tensor forward_groups_of_one(const torch::Tensor& x);
+
   bool temperature_learning_ = false;
   bool discrete_ = false;
 };

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "experiments/benchmark.h"
+#include "experiments/cpu_runtime.h"
 #include "layers/registry.h"
 #include "sweeps/commands.h"
 
@@ -17,6 +18,7 @@ struct BenchArgs {
   std::string device = "auto", shape = "auto", types = "dense,mot,expert_choice,switch";
   std::string what = "all", precision = "auto";
   int warmup = 5, iters = 30, threads = 0;
+  int64_t experts = 0, group_size = 0;  // 0: the shape's own
 };
 
 std::vector<std::string> split(const std::string& text) {
@@ -37,11 +39,19 @@ int run_bench(const BenchArgs& a) {
   } else if (a.device != "cpu" && a.device != "auto") {
     throw ConfigError("--device", a.device, "must be cpu, cuda or auto");
   }
-  if (a.threads > 0) torch::set_num_threads(a.threads);
+  const CpuThreads threads = set_cpu_threads(a.threads);
   std::string shape_name = a.shape == "auto" ? (device.is_cuda() ? "gpu" : "cpu") : a.shape;
   if (shape_name != "cpu" && shape_name != "gpu")
     throw ConfigError("--shape", a.shape, "must be cpu, gpu or auto");
-  const BenchShape shape = shape_name == "gpu" ? gpu_bench_shape() : cpu_bench_shape();
+  BenchShape shape = shape_name == "gpu" ? gpu_bench_shape() : cpu_bench_shape();
+  if (a.experts < 0) throw ConfigError("--experts", std::to_string(a.experts), "must be >= 1");
+  if (a.group_size < 0)
+    throw ConfigError("--group-size", std::to_string(a.group_size), "must be >= 1");
+  if (a.experts > 0) shape.n_experts = a.experts;
+  if (a.group_size > 0) shape.group_size = a.group_size;
+  if (shape.batch % shape.group_size != 0)
+    throw ConfigError("--group-size", std::to_string(shape.group_size),
+                      "must divide the shape's batch (" + std::to_string(shape.batch) + ")");
   const bool bf16 = a.precision == "bf16" || (a.precision == "auto" && device.is_cuda());
   if (a.precision != "auto" && a.precision != "bf16" && a.precision != "fp32")
     throw ConfigError("--precision", a.precision, "must be bf16, fp32 or auto");
@@ -54,10 +64,10 @@ int run_bench(const BenchArgs& a) {
 
   const double peak = roofline_flops_per_s(device, bf16);
   std::cout << fmt::format(
-      "device {} ({} threads), {} shape: batch {} x seq {}, d_model {}, {} layers, {} heads, "
+      "device {} ({}), {} shape: batch {} x seq {}, d_model {}, {} layers, {} heads, "
       "vocab {}, d_ff {}, {} experts, group {}; {}; median of {} after {} warm-up; roofline "
       "{:.3g} FLOP/s ({})\n\n",
-      device.str(), torch::get_num_threads(), shape.name, shape.batch, shape.seq_len, shape.d_model,
+      device.str(), threads.describe(), shape.name, shape.batch, shape.seq_len, shape.d_model,
       shape.n_layers, shape.n_heads, shape.vocab, shape.d_ff, shape.n_experts, shape.group_size,
       bf16 ? "bf16 autocast" : "float32", a.iters, a.warmup, peak,
       device.is_cuda() ? "bf16 matmul peak measured on the H100" : "measured 1024^3 sgemm");
@@ -95,7 +105,15 @@ std::vector<Command> add_bench_commands(CLI::App& app) {
   bench->add_option("--warmup", args->warmup, "untimed runs first")->capture_default_str();
   bench->add_option("--iters", args->iters, "timed runs (the median is reported)")
       ->capture_default_str();
-  bench->add_option("--threads", args->threads, "LibTorch threads (0: LibTorch's default)")
+  bench
+      ->add_option("--threads", args->threads,
+                   "CPU threads (0: every core); see README, Performance")
+      ->capture_default_str();
+  bench->add_option("--experts", args->experts, "number of experts (0: the shape's own)")
+      ->capture_default_str();
+  bench
+      ->add_option("--group-size", args->group_size,
+                   "group size of MoT, Expert Choice and Soft MoE (0: the shape's own)")
       ->capture_default_str();
   return {{bench, [=] { return run_bench(*args); }}};
 }

@@ -10,7 +10,8 @@ namespace {
 void add_runner_options(CLI::App* cmd, RunnerOptions& o) {
   cmd->add_option("--db", o.db_path, "results database")->capture_default_str();
   cmd->add_option("--device", o.device, "cpu | cuda | auto")->capture_default_str();
-  cmd->add_option("--threads", o.threads, "LibTorch threads per worker (0: cores / jobs)")
+  cmd->add_option("--threads", o.threads,
+                  "CPU threads per worker (0: cores / jobs); see README, Performance")
       ->capture_default_str();
 }
 }  // namespace

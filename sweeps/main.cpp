@@ -4,12 +4,14 @@
 
 #include "experiments/checkpoint.h"
 #include "experiments/config_reader.h"
+#include "experiments/cpu_runtime.h"
 #include "results/store.h"
 #include "sweeps/commands.h"
 
 using namespace mixlab;
 
 int main(int argc, char** argv) {
+  keep_freed_memory_in_process();
   CLI::App app{
       "mixlab: train and compare Mixture of Tokens, Mixture of Experts and dense Transformers.\n"
       "Results go to an SQLite database (default results/results.db); see README.md."};

@@ -22,6 +22,7 @@
 #include "build_info.h"
 #include "experiments/checkpoint.h"
 #include "experiments/corpus.h"
+#include "experiments/cpu_runtime.h"
 #include "experiments/trainer.h"
 #include "results/fault_injection.h"
 #include "results/store.h"
@@ -76,11 +77,12 @@ torch::Device resolve_device(const std::string& device) {
   throw ConfigError("--device", device, "must be cpu, cuda or auto");
 }
 
+// Each of the `jobs` workers gets an equal share of the cores unless --threads says otherwise.
 void set_threads(const RunnerOptions& options) {
   int threads = options.threads;
   if (threads <= 0)
     threads = std::max(1, int(std::thread::hardware_concurrency()) / std::max(1, options.jobs));
-  torch::set_num_threads(threads);
+  set_cpu_threads(threads);
 }
 
 std::string checkpoint_path(const std::string& db_path, const std::string& config_hash) {

@@ -92,6 +92,44 @@ TEST_CASE("mot equals the naive loop of the formula (mixed and discrete)") {
   }
 }
 
+TEST_CASE("mot with groups of one token equals the naive loop, values and gradients") {
+  // Group size 1 takes its own path (one wide FFN); the loop knows nothing of that.
+  torch::manual_seed(11);
+  for (const char* mode : {"mixed", "discrete"}) {
+    auto layer = make_mot(/*d=*/6, /*batch=*/4, /*e=*/5, /*g=*/1, /*f=*/3, 0.5);
+    layer->set_eval_mode(mode);
+    auto x = torch::randn({4, 3, 6}, torch::kDouble).requires_grad_(true);
+    auto probe = torch::randn({4, 3, 6}, torch::kDouble);
+    auto y = layer->forward(x);
+    CHECK(max_abs_diff(y, naive_mot(x.detach(), *layer, 1, 0.5, mode[0] == 'd')) < 1e-12);
+    (y * probe).sum().backward();
+    // d/dx of sum_e W2_e relu(W1_e x) . probe, and d/dW1, by central differences.
+    auto objective = [&] { return (layer->forward(x) * probe).sum().item<double>(); };
+    const double h = 1e-6;
+    torch::NoGradGuard no_grad;
+    for (int64_t i : {0, 7, 40, 71}) {
+      auto flat = x.view({-1});
+      const double saved = flat[i].item<double>();
+      flat[i] = saved + h;
+      const double up = objective();
+      flat[i] = saved - h;
+      const double down = objective();
+      flat[i] = saved;
+      CHECK(std::abs(x.grad().view({-1})[i].item<double>() - (up - down) / (2 * h)) < 1e-7);
+    }
+    for (int64_t i : {0, 13, 44, 89}) {
+      auto flat = layer->w1.view({-1});
+      const double saved = flat[i].item<double>();
+      flat[i] = saved + h;
+      const double up = objective();
+      flat[i] = saved - h;
+      const double down = objective();
+      flat[i] = saved;
+      CHECK(std::abs(layer->w1.grad().view({-1})[i].item<double>() - (up - down) / (2 * h)) < 1e-7);
+    }
+  }
+}
+
 TEST_CASE("mot groups sequences, not positions: it is causal") {
   torch::manual_seed(2);
   auto layer = make_mot(6, 8, 3, 4, 5, 1.0);

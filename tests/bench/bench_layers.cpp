@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 
 #include "experiments/benchmark.h"
+#include "experiments/cpu_runtime.h"
 #include "layers/registry.h"
 
 using namespace mixlab;
@@ -38,6 +39,8 @@ void step(benchmark::State& state, const std::string& type) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  keep_freed_memory_in_process();
+  set_cpu_threads(0);
   for (const std::string type : {"dense", "mot", "expert_choice", "switch", "top_k", "soft_moe"}) {
     const auto known = ffn_types();
     if (std::find(known.begin(), known.end(), type) == known.end()) continue;
