@@ -101,8 +101,11 @@ LayerCost MotImpl::cost() const {
   c.params_total = expert_params + controller_params + (options_.learnable_temperature ? 1 : 0);
   // Each expert runs once per group of g tokens: a token pays for 1/g of the experts.
   c.params_active = expert_params / options_.group_size + controller_params;
-  // Controller logits, merge, experts (per token: E/g expert passes), emit.
-  c.forward_flops = 2 * d * e + 2 * e * d + 4 * e * d * f / g + 2 * e * d;
+  // Controller logits, merge, experts (per token: E/g expert passes), emit. Groups of one
+  // token compute only the experts (forward_groups_of_one).
+  c.forward_flops = options_.group_size == 1
+                        ? 4 * e * d * f
+                        : 2 * d * e + 2 * e * d + 4 * e * d * f / g + 2 * e * d;
   return c;
 }
 

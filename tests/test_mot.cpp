@@ -234,6 +234,12 @@ TEST_CASE("mot config: group size must divide the batch, flop matching, unknown 
   // layer holds g times the dense parameters (plus the controller).
   CHECK(cost.params_total == 16 * 2 * 64 * 256 + 64 * 16);
   CHECK(cost.forward_flops == doctest::Approx(4.0 * 64 * 256 + 6.0 * 64 * 16));
+  // Groups of one token compute only the experts: E of width d_ff / E, the dense FLOPs.
+  Json single = good;
+  single["group_size"] = 1;
+  LayerCost one = parse_ffn(single, "ffn", dims)()->cost();
+  CHECK(one.forward_flops == doctest::Approx(4.0 * 64 * 256));
+  CHECK(one.params_active == 2 * 64 * 256 + 64 * 16);
 
   Json bad = good;
   bad["group_size"] = 7;
