@@ -86,8 +86,14 @@ std::string y_label(const std::string& key) {
   return key;
 }
 
+// One colour per variant: matplotlib's tab10, then ten darker ones (tab20b's dark rows and
+// black), so a 13-variant grid such as the scaling sweep repeats no colour. Past 20 variants
+// the colours repeat with a dashed line.
 const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-                          "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
+                          "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22",
+                          "#000000", "#393b79", "#637939", "#8c6d31", "#843c39",
+                          "#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#ad494a"};
+const size_t kColourCount = sizeof kColours / sizeof *kColours;
 
 struct Series {
   std::string key, variant;
@@ -257,7 +263,8 @@ PlotFiles write_plot_files(Store& store, const PlotOptions& o) {
       if (all[i].key != key) continue;
       const size_t v =
           size_t(std::find(variants.begin(), variants.end(), all[i].variant) - variants.begin());
-      const std::string colour = kColours[v % (sizeof kColours / sizeof *kColours)];
+      const std::string colour = kColours[v % kColourCount];
+      const size_t dash = 1 + v / kColourCount;
       const std::string source = items.empty() ? gp_quote(data_name) : "\"\"";
       if (o.band == "minmax")
         items.push_back(
@@ -270,8 +277,8 @@ PlotFiles write_plot_files(Store& store, const PlotOptions& o) {
                         "rgb \"{}\" fs transparent solid 0.2 noborder notitle",
                         source, i, colour));
       items.push_back(
-          fmt::format("{} index {} using 1:4 with lines lw 2 lc rgb \"{}\" title {}",
-                      items.empty() ? gp_quote(data_name) : "\"\"", i, colour,
+          fmt::format("{} index {} using 1:4 with lines lw 2 lc rgb \"{}\" dt {} title {}",
+                      items.empty() ? gp_quote(data_name) : "\"\"", i, colour, dash,
                       gp_quote(fmt::format("{} ({} seeds)", all[i].variant, all[i].seeds))));
     }
     gp += "plot ";

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "analysis/export.h"
 #include "analysis/plot.h"
@@ -384,6 +385,41 @@ TEST_CASE("report: transition table, and a sweep without a dense baseline says s
   CHECK(speed.rows.empty());
   CHECK(contains(speed.notes.at(0), "no dense baseline"));
   CHECK_THROWS_AS(build_tables(store, "trans", "nonsense"), ConfigError);
+}
+
+TEST_CASE("plot: every variant gets its own line style, even past the palette") {
+  // 22 variants: the 20 colours once each, then two repeat dashed.
+  testing::TempDir dir;
+  Store store(dir / "r.db");
+  std::vector<HandRun> runs;
+  for (int v = 0; v < 22; ++v) {
+    Json config = config_of("mot");
+    config["ffn"]["n_experts"] = v + 1;
+    runs.push_back({"v" + std::to_string(v),
+                    0,
+                    config,
+                    true,
+                    info(1, 1, 1),
+                    {{0, 0.0, {{"eval/loss", 3.0}}}, {10, 1.0, {{"eval/loss", 2.0 + v}}}}});
+  }
+  write_sweep(store, "many", runs);
+  PlotOptions options;
+  options.sweep = "many";
+  options.metric = "eval/loss";
+  options.out = dir / "many.png";
+  const std::string gp = testing::read_text(write_plot_files(store, options).script);
+  std::set<std::string> colours, styles;
+  size_t at = 0;
+  while ((at = gp.find("with lines lw 2 lc rgb \"", at)) != std::string::npos) {
+    at += std::string("with lines lw 2 lc rgb \"").size();
+    const std::string colour = gp.substr(at, 7);
+    const size_t dt = gp.find("dt ", at);
+    REQUIRE(dt != std::string::npos);
+    colours.insert(colour);
+    styles.insert(colour + " " + gp.substr(dt + 3, gp.find(' ', dt + 3) - dt - 3));
+  }
+  CHECK(colours.size() == 20);
+  CHECK(styles.size() == 22);
 }
 
 TEST_CASE("sweep report, plot and export through the real binary") {
