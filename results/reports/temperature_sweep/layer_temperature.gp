@@ -1,0 +1,28 @@
+# sweep plot temperature_sweep --metric layer*/temperature --x step --band minmax: redraw with  gnuplot layer_temperature.gp
+if (strstrt(GPVAL_TERMINALS, "pngcairo") > 0) {
+  set terminal pngcairo size 1280,420 noenhanced font "sans,10"
+} else {
+  set terminal png size 1280,420 noenhanced
+}
+set output "layer_temperature.png"
+set grid
+set key top right opaque box
+set xlabel "training step"
+set multiplot layout 1,2 title "temperature_sweep: layer*/temperature (band: min to max over seeds)"
+set ylabel "layer0/temperature (T)"
+set title "layer0/temperature"
+plot "layer_temperature.dat" index 0 using 1:6:7 with filledcurves fc rgb "#d62728" fs transparent solid 0.2 noborder notitle, \
+     "" index 0 using 1:4 with lines lw 2 lc rgb "#d62728" dt 1 title "mot T=0.3 (2 seeds)", \
+     "" index 1 using 1:6:7 with filledcurves fc rgb "#2ca02c" fs transparent solid 0.2 noborder notitle, \
+     "" index 1 using 1:4 with lines lw 2 lc rgb "#2ca02c" dt 1 title "mot T=1 (2 seeds)", \
+     "" index 2 using 1:6:7 with filledcurves fc rgb "#ff7f0e" fs transparent solid 0.2 noborder notitle, \
+     "" index 2 using 1:4 with lines lw 2 lc rgb "#ff7f0e" dt 1 title "mot learned (2 seeds)"
+set ylabel "layer1/temperature (T)"
+set title "layer1/temperature"
+plot "layer_temperature.dat" index 3 using 1:6:7 with filledcurves fc rgb "#d62728" fs transparent solid 0.2 noborder notitle, \
+     "" index 3 using 1:4 with lines lw 2 lc rgb "#d62728" dt 1 title "mot T=0.3 (2 seeds)", \
+     "" index 4 using 1:6:7 with filledcurves fc rgb "#2ca02c" fs transparent solid 0.2 noborder notitle, \
+     "" index 4 using 1:4 with lines lw 2 lc rgb "#2ca02c" dt 1 title "mot T=1 (2 seeds)", \
+     "" index 5 using 1:6:7 with filledcurves fc rgb "#ff7f0e" fs transparent solid 0.2 noborder notitle, \
+     "" index 5 using 1:4 with lines lw 2 lc rgb "#ff7f0e" dt 1 title "mot learned (2 seeds)"
+unset multiplot
