@@ -199,6 +199,10 @@ std::string render_table(const Table& table, TableFormat format) {
 // ---- the data behind the tables ---------------------------------------------------------
 
 SweepData::SweepData(Store& store, std::string sweep) : store_(store), sweep_(std::move(sweep)) {
+  if (auto row = store_.find_sweep(sweep_)) {
+    Json spec = Json::parse(row->spec_json, nullptr, false);
+    if (spec.is_object()) spec_ = std::move(spec);
+  }
   std::map<std::string, size_t> index;
   for (const RunRow& run : store_.sweep_runs(sweep_)) {
     auto [it, added] = index.emplace(run.variant, variants_.size());
@@ -558,9 +562,65 @@ Table transition_table(SweepData& data) {
   return t;
 }
 
+Table grid_table(SweepData& data) {
+  Table t;
+  t.name = "grid";
+  const Json* grid = data.spec().contains("grid") ? &data.spec()["grid"] : nullptr;
+  if (grid == nullptr || !grid->is_object() || grid->size() != 2) {
+    t.title = fmt::format("{}: final evaluation loss over the grid", data.sweep());
+    t.columns = {"grid"};
+    t.notes.push_back(fmt::format("the spec's grid has {} keys; this table needs two",
+                                  grid && grid->is_object() ? grid->size() : 0));
+    return t;
+  }
+  const std::string row_key = grid->begin().key(), column_key = std::next(grid->begin()).key();
+  const Json &row_values = grid->begin().value(), &column_values = std::next(grid->begin()).value();
+  auto short_name = [](const std::string& key) { return key.substr(key.rfind('.') + 1); };
+  t.title = fmt::format("{}: final evaluation loss by {} (rows) and {} (columns)", data.sweep(),
+                        row_key, column_key);
+  // Where each variant sits: (layer type, row value, column value) from its own config.
+  std::map<std::tuple<std::string, std::string, std::string>, const SweepData::Variant*> cells;
+  std::vector<std::string> types;
+  std::vector<const SweepData::Variant*> outside;
+  for (const auto& v : data.variants()) {
+    const Json* r = v.configs.empty() ? nullptr : find_path(v.configs.front(), row_key);
+    const Json* c = v.configs.empty() ? nullptr : find_path(v.configs.front(), column_key);
+    if (r == nullptr || c == nullptr) {
+      outside.push_back(&v);
+      continue;
+    }
+    cells[{v.ffn_type, r->dump(), c->dump()}] = &v;
+    if (std::find(types.begin(), types.end(), v.ffn_type) == types.end())
+      types.push_back(v.ffn_type);
+  }
+  t.columns = {"type", short_name(row_key) + " \\ " + short_name(column_key)};
+  for (const auto& c : column_values) t.columns.push_back(c.dump());
+  for (const auto& type : types)
+    for (const auto& r : row_values) {
+      std::vector<Cell> row = {Cell::of_text(type), Cell::of_text(r.dump())};
+      for (const auto& c : column_values) {
+        auto it = cells.find({type, r.dump(), c.dump()});
+        row.push_back(it == cells.end()
+                          ? Cell::of_text("-")
+                          : Cell::of_stat(mean_std(data.finals(*it->second, "eval/loss")), 4));
+      }
+      t.rows.push_back(row);
+    }
+  for (const auto* v : outside) {
+    const MeanStd loss = mean_std(data.finals(*v, "eval/loss"));
+    std::string text = loss.n == 0 ? "-" : fixed(loss.mean, 4);
+    if (loss.n > 1) text += " ± " + fixed(loss.std, 4);
+    t.notes.push_back(
+        fmt::format("{} (outside the grid): eval loss {} ({} finished)", v->name, text, loss.n));
+  }
+  t.notes.push_back("cells: final eval loss (nats per token), " + kStatNote +
+                    "; - where no variant or no finished run has that cell");
+  return t;
+}
+
 const std::vector<std::string>& table_names() {
-  static const std::vector<std::string> names = {"summary", "speedup", "temperature", "costs",
-                                                 "transition"};
+  static const std::vector<std::string> names = {"summary", "speedup",    "temperature",
+                                                 "costs",   "transition", "grid"};
   return names;
 }
 
@@ -569,7 +629,7 @@ std::vector<Table> build_tables(Store& store, const std::string& sweep, const st
       std::find(table_names().begin(), table_names().end(), name) == table_names().end())
     throw ConfigError("--table", name,
                       "unknown table; one of all, summary, speedup, temperature, costs, "
-                      "transition");
+                      "transition, grid");
   SweepData data(store, sweep);
   std::vector<Table> out;
   auto want = [&](const char* n) { return name == "all" || name == n; };
@@ -582,6 +642,10 @@ std::vector<Table> build_tables(Store& store, const std::string& sweep, const st
   if (want("costs")) out.push_back(costs_table(data));
   if (want("transition")) {
     Table t = transition_table(data);
+    if (name != "all" || !t.rows.empty()) out.push_back(std::move(t));
+  }
+  if (want("grid")) {
+    Table t = grid_table(data);
     if (name != "all" || !t.rows.empty()) out.push_back(std::move(t));
   }
   return out;

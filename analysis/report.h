@@ -76,6 +76,8 @@ class SweepData {
   std::vector<double> finals(const Variant& variant, const std::string& key);
   // Layer indices i with a layer{i}/<stat> metric in any finished run, ascending.
   std::vector<int> layers_with(const std::string& stat);
+  // The sweep's spec as recorded by `sweep run` (an empty object if it cannot be read).
+  const Json& spec() const { return spec_; }
 
  private:
   Store& store_;
@@ -83,6 +85,7 @@ class SweepData {
   std::vector<Variant> variants_;
   std::map<std::pair<int64_t, std::string>, std::vector<MetricPoint>> cache_;
   std::map<int64_t, std::vector<std::string>> keys_;
+  Json spec_ = Json::object();
 };
 
 // Step and wall-clock at which one run first reaches `target` on its eval/loss curve
@@ -98,6 +101,10 @@ Table speedup_table(SweepData& data);      // steps / wall-clock to dense's fina
 Table temperature_table(SweepData& data);  // per-layer entropy and log T at the end
 Table costs_table(SweepData& data);        // parameters, FLOPs, passes, time per step
 Table transition_table(SweepData& data);   // loss before / after the MoT -> Switch switch
+// Final eval loss laid out over a two-key grid of the spec (rows: the first key, columns: the
+// second, keys in the spec's sorted order), one block of rows per layer type; variants outside
+// the grid (the dense baseline) in the notes. No rows unless the spec's grid has two keys.
+Table grid_table(SweepData& data);
 
 const std::vector<std::string>& table_names();  // in report order
 // One table by name, or every table that has rows for "all" (temperature and transition

@@ -44,7 +44,7 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
   report->add_option("--db", report_args->db, "results database")->capture_default_str();
   report
       ->add_option("--table", report_args->table,
-                   "all, summary, speedup, temperature, costs or transition")
+                   "all, summary, speedup, temperature, costs, transition or grid")
       ->capture_default_str();
   report->add_option("--format", report_args->format, "md, csv or latex")->capture_default_str();
   out.push_back({report, [args = report_args] {

@@ -33,14 +33,15 @@ struct HandRun {
   std::vector<std::tuple<int64_t, double, std::vector<std::pair<std::string, double>>>> steps;
 };
 
-void write_sweep(Store& store, const std::string& sweep, std::vector<HandRun> runs) {
+void write_sweep(Store& store, const std::string& sweep, std::vector<HandRun> runs,
+                 const std::string& spec_json = "{}") {
   std::vector<PlannedRun> planned;
   for (auto& r : runs) {
     r.config["seed"] = r.seed;
     planned.push_back({r.variant + " seed=" + std::to_string(r.seed), r.variant,
                        canonical_dump(r.config), content_hash(r.config), r.seed});
   }
-  const int64_t id = store.register_sweep(sweep, "{}", "hash-" + sweep, planned);
+  const int64_t id = store.register_sweep(sweep, spec_json, "hash-" + sweep, planned);
   // claim_next hands the runs out in expansion order; the unfinished ones come last.
   for (const auto& r : runs) {
     if (!r.finish) break;
@@ -385,6 +386,46 @@ TEST_CASE("report: transition table, and a sweep without a dense baseline says s
   CHECK(speed.rows.empty());
   CHECK(contains(speed.notes.at(0), "no dense baseline"));
   CHECK_THROWS_AS(build_tables(store, "trans", "nonsense"), ConfigError);
+}
+
+TEST_CASE("report: the grid table lays a two-key grid out as the paper's table 4") {
+  testing::TempDir dir;
+  Store store(dir / "r.db");
+  // Keys sorted: rows ffn.group_size (1, 8), columns ffn.n_experts (2, 4). Cell (8, 4) has no
+  // variant. (1, 2): seeds end at 3.0 and 3.2 -> 3.1 +- 0.1414.
+  auto mot = [](int64_t g, int64_t e) {
+    Json c = config_of("mot");
+    c["ffn"]["group_size"] = g;
+    c["ffn"]["n_experts"] = e;
+    return c;
+  };
+  auto ending_at = [](double loss) {
+    return std::vector<std::tuple<int64_t, double, std::vector<std::pair<std::string, double>>>>{
+        {0, 0.0, {{"eval/loss", 5.0}}}, {10, 1.0, {{"eval/loss", loss}}}};
+  };
+  write_sweep(store, "gridded",
+              {{"dense", 0, config_of("dense"), true, info(1, 1, 1), ending_at(2.0)},
+               {"mot g=1 e=2", 0, mot(1, 2), true, info(1, 1, 1), ending_at(3.0)},
+               {"mot g=1 e=2", 1, mot(1, 2), true, info(1, 1, 1), ending_at(3.2)},
+               {"mot g=1 e=4", 0, mot(1, 4), true, info(1, 1, 1), ending_at(2.5)},
+               {"mot g=8 e=2", 0, mot(8, 2), true, info(1, 1, 1), ending_at(2.25)}},
+              R"({"grid": {"ffn.n_experts": [2, 4], "ffn.group_size": [1, 8]}})");
+  auto tables = build_tables(store, "gridded", "grid");
+  REQUIRE(tables.size() == 1);
+  const std::string md = render_table(tables[0], TableFormat::markdown);
+  INFO(md);
+  CHECK(contains(md, "| type | group_size \\ n_experts | 2 | 4 |"));
+  CHECK(contains(md, "| mot | 1 | 3.1000 ± 0.1414 | 2.5000 |"));
+  CHECK(contains(md, "| mot | 8 | 2.2500 | - |"));
+  CHECK(contains(md, "dense (outside the grid): eval loss 2.0000 (1 finished)"));
+
+  // A sweep without a two-key grid: the table says why it is empty, and "all" leaves it out.
+  Store other(dir / "other.db");
+  write_hand_sweep(other);
+  auto hand = build_tables(other, "hand", "grid");
+  REQUIRE(hand.size() == 1);
+  CHECK(hand[0].rows.empty());
+  for (const auto& t : build_tables(other, "hand", "all")) CHECK(t.name != "grid");
 }
 
 TEST_CASE("plot: every variant gets its own line style, even past the palette") {
