@@ -1,13 +1,16 @@
 // Small helpers shared by the tests: temporary folders, running the real binary.
 #pragma once
 
+#include <doctest/doctest.h>
 #include <torch/torch.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "experiments/config_reader.h"
 
@@ -60,6 +63,35 @@ inline CommandResult run_command(const std::string& command) {
 
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>();
+}
+
+// Central differences (h = 1e-6, float64) of `objective` against autograd for up to 8 entries
+// of each tensor, spread by a stride; zeroes the tensors' gradients first.
+inline void check_gradients(const std::function<torch::Tensor()>& objective,
+                            const std::vector<torch::Tensor>& tensors) {
+  for (const auto& t : tensors)
+    if (t.grad().defined()) t.grad().zero_();
+  objective().backward();
+  const double h = 1e-6;
+  for (const auto& tensor : tensors) {
+    REQUIRE(tensor.grad().defined());
+    auto grad = tensor.grad().clone().view({-1});
+    auto flat = tensor.detach().view({-1});
+    for (int64_t i = 0; i < std::min<int64_t>(flat.numel(), 8); ++i) {
+      const int64_t k = (i * 7919) % flat.numel();
+      double original = flat[k].item<double>(), plus, minus;
+      {
+        torch::NoGradGuard no_grad;
+        flat[k] = original + h;
+        plus = objective().item<double>();
+        flat[k] = original - h;
+        minus = objective().item<double>();
+        flat[k] = original;
+      }
+      CHECK(grad[k].item<double>() ==
+            doctest::Approx((plus - minus) / (2 * h)).epsilon(1e-6).scale(1e-3));
+    }
+  }
 }
 
 }  // namespace mixlab::testing

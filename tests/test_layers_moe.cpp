@@ -19,6 +19,7 @@
 #include "test_helpers.h"
 
 using namespace mixlab;
+using testing::check_gradients;
 using testing::max_abs_diff;
 using torch::indexing::Slice;
 
@@ -225,34 +226,6 @@ double stat(const FfnLayerImpl& layer, const std::string& name) {
   auto it = std::find(names.begin(), names.end(), name);
   REQUIRE(it != names.end());
   return layer.stat_values()[it - names.begin()].item<double>();
-}
-
-// Central differences of `objective` against autograd for a few entries of each tensor.
-void check_gradients(const std::function<torch::Tensor()>& objective,
-                     const std::vector<torch::Tensor>& tensors) {
-  for (const auto& t : tensors)
-    if (t.grad().defined()) t.grad().zero_();
-  objective().backward();
-  const double h = 1e-6;
-  for (const auto& tensor : tensors) {
-    REQUIRE(tensor.grad().defined());
-    auto grad = tensor.grad().clone().view({-1});
-    auto flat = tensor.detach().view({-1});
-    for (int64_t i = 0; i < std::min<int64_t>(flat.numel(), 8); ++i) {
-      const int64_t k = (i * 7919) % flat.numel();
-      double original = flat[k].item<double>(), plus, minus;
-      {
-        torch::NoGradGuard no_grad;
-        flat[k] = original + h;
-        plus = objective().item<double>();
-        flat[k] = original - h;
-        minus = objective().item<double>();
-        flat[k] = original;
-      }
-      CHECK(grad[k].item<double>() ==
-            doctest::Approx((plus - minus) / (2 * h)).epsilon(1e-6).scale(1e-3));
-    }
-  }
 }
 
 // Changing every sequence at positions > t leaves all outputs at positions <= t unchanged
