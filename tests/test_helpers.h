@@ -43,6 +43,20 @@ inline std::string read_text(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+// A small text corpus under DIR/text: two files, so the split by file has a validation file.
+// Returns the folder, for a spec's data.corpus.
+inline std::string write_text_corpus(const TempDir& dir) {
+  std::filesystem::create_directories(dir / "text");
+  std::string a, b;
+  for (int i = 0; i < 400; ++i) {
+    a += "the quick brown fox " + std::to_string(i * 7 % 13) + " jumps over the lazy dog.\n";
+    b += "a stitch in time saves " + std::to_string(i % 9) + " and more.\n";
+  }
+  write_text(dir / "text/a.txt", a);
+  write_text(dir / "text/b.txt", b + a);
+  return dir / "text";
+}
+
 struct CommandResult {
   int status = -1;
   std::string output;  // stdout and stderr together

@@ -52,15 +52,7 @@ struct Fixture {
   testing::TempDir dir;
   std::string corpus, spec, db;
   Fixture() {
-    std::filesystem::create_directories(dir / "text");
-    std::string a, b;
-    for (int i = 0; i < 300; ++i) {
-      a += "colourless green ideas sleep furiously " + std::to_string(i) + "\n";
-      b += "time flies like an arrow; fruit flies like a banana " + std::to_string(i) + "\n";
-    }
-    testing::write_text(dir / "text/a.txt", a);
-    testing::write_text(dir / "text/b.txt", b);
-    corpus = dir / "text";
+    corpus = testing::write_text_corpus(dir);
     spec = dir / "spec.json";
     db = dir / "results/r.db";
     testing::write_text(spec, two_run_spec("robust", corpus));

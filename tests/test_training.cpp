@@ -15,19 +15,6 @@ using testing::max_abs_diff;
 
 namespace {
 
-// A small text corpus: two files, so the split by file has a validation file.
-std::string make_text_corpus(const testing::TempDir& dir) {
-  std::filesystem::create_directories(dir / "text");
-  std::string a, b;
-  for (int i = 0; i < 400; ++i) {
-    a += "the quick brown fox " + std::to_string(i * 7 % 13) + " jumps over the lazy dog.\n";
-    b += "a stitch in time saves " + std::to_string(i % 9) + " and more.\n";
-  }
-  testing::write_text(dir / "text/a.txt", a);
-  testing::write_text(dir / "text/b.txt", b + a);
-  return dir / "text";
-}
-
 Json tiny_config(const std::string& corpus, const Json& ffn) {
   return {{"model", {{"d_model", 16}, {"n_layers", 2}, {"n_heads", 2}, {"seq_len", 16}}},
           {"ffn", ffn},
@@ -144,7 +131,7 @@ TEST_CASE("a missing corpus is a config error that says how to fetch it") {
 
 TEST_CASE("training is deterministic on the CPU, and a resumed run equals an uninterrupted one") {
   testing::TempDir dir;
-  const std::string corpus = make_text_corpus(dir);
+  const std::string corpus = testing::write_text_corpus(dir);
   RunConfig config = parse_run_config(tiny_config(corpus, kMot), "tiny.json");
 
   Recorder first, second;

@@ -15,18 +15,6 @@ using testing::max_abs_diff;
 
 namespace {
 
-std::string write_text_corpus(const testing::TempDir& dir) {
-  std::filesystem::create_directories(dir / "text");
-  std::string a, b;
-  for (int i = 0; i < 400; ++i) {
-    a += "the quick brown fox " + std::to_string(i * 7 % 13) + " jumps over the lazy dog.\n";
-    b += "a stitch in time saves " + std::to_string(i % 9) + " and more.\n";
-  }
-  testing::write_text(dir / "text/a.txt", a);
-  testing::write_text(dir / "text/b.txt", b + a);
-  return dir / "text";
-}
-
 struct Recorder : TrainHooks {
   std::vector<std::tuple<int64_t, std::string, double>> logged;
   void on_log(int64_t step, const Metrics& m, double, double) override {
@@ -105,7 +93,7 @@ TEST_CASE("transition is MoT before its step and Switch on the same weights from
 
 TEST_CASE("a transition run continues from the MoT weights and records the switch") {
   testing::TempDir dir;
-  const std::string corpus = write_text_corpus(dir);
+  const std::string corpus = testing::write_text_corpus(dir);
   const int64_t switch_at = 36, steps = 48;
   Json config = {{"model", {{"d_model", 16}, {"n_layers", 2}, {"n_heads", 2}, {"seq_len", 16}}},
                  {"ffn",
