@@ -43,10 +43,11 @@ class MotImpl : public FfnLayerImpl {
   torch::Tensor log_temperature;  // () when learnable
 
  private:
-  ModelDims dims_;
-  MotOptions options_;
+  // Group size 1: the softmax over one token is 1, so the layer is one FFN of width E*f.
   torch::Tensor forward_groups_of_one(const torch::Tensor& x);
 
+  ModelDims dims_;
+  MotOptions options_;
   bool temperature_learning_ = false;
   bool discrete_ = false;
 };
