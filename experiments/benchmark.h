@@ -57,8 +57,14 @@ struct BenchResult {
 // before each clock read.
 BenchResult measure(BenchCase& bench, const torch::Device& device, int warmup, int iters);
 
-// The peak the FLOP utilisation is measured against: 790e12 (bf16 dense on the H100 here)
-// on CUDA; on the CPU a measured float32 1024^3 matmul rate.
-double roofline_flops_per_s(const torch::Device& device, bool bf16);
+// The peak the FLOP utilisation is measured against, and where it comes from: on CUDA
+// 790e12 (bf16 dense on the H100 here) or the float32 datasheet figure; on the CPU a
+// measured 1024^3 matmul rate in the same precision (bf16 on a CPU with bf16 instructions
+// runs 2-3x faster than float32, so one peak for both would misstate either).
+struct Roofline {
+  double flops_per_s;
+  std::string source;
+};
+Roofline roofline(const torch::Device& device, bool bf16);
 
 }  // namespace mixlab

@@ -3,6 +3,9 @@
 //
 // Losses, auxiliary losses and gradient norms are summed into device scalars: a step never
 // waits for the device; the trainer reads the sums at logging steps.
+//
+// Precision "bf16" runs the forward pass under bf16 autocast on the step's device, CPU
+// included (the benchmarks and tests use that); the trainer passes "fp32" for CPU runs.
 #pragma once
 
 #include <torch/torch.h>

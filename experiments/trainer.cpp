@@ -58,7 +58,11 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
   Gpt model(config.model, config.ffn);
   model->to(device);
   model->train();
-  TrainStep train_step(model, tc, device);
+  // "bf16" means bf16 autocast on CUDA; a CPU run trains in float32, so CPU results do not
+  // depend on the CPU's bf16 support and stay bit-for-bit reproducible across machines.
+  TrainConfig step_config = tc;
+  if (!device.is_cuda()) step_config.precision = "fp32";
+  TrainStep train_step(model, step_config, device);
   torch::optim::Optimizer& optimizer = train_step.optimizer();
 
   WindowSampler sampler(corpus->train, tc.batch_size, config.model.seq_len,

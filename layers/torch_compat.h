@@ -34,41 +34,76 @@ inline torch::Tensor fused_causal_attention(const torch::Tensor& q, const torch:
 #endif
 }
 
-// bf16 autocast for one forward pass on CUDA (a no-op elsewhere). The C++ API has no
-// context manager: nesting and the cast cache must be handled by hand.
+namespace detail {
+// Autocast's per-device switches: one call taking the device type from LibTorch 2.4, a
+// function per device (CUDA's unprefixed) before it.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+inline bool autocast_enabled(c10::DeviceType type) {
+  return at::autocast::is_autocast_enabled(type);
+}
+inline at::ScalarType autocast_dtype(c10::DeviceType type) {
+  return at::autocast::get_autocast_dtype(type);
+}
+inline void set_autocast(c10::DeviceType type, bool enabled, at::ScalarType dtype) {
+  at::autocast::set_autocast_dtype(type, dtype);
+  at::autocast::set_autocast_enabled(type, enabled);
+}
+#else
+inline bool autocast_enabled(c10::DeviceType type) {
+  return type == c10::DeviceType::CUDA ? at::autocast::is_enabled()
+                                       : at::autocast::is_cpu_enabled();
+}
+inline at::ScalarType autocast_dtype(c10::DeviceType type) {
+  return type == c10::DeviceType::CUDA ? at::autocast::get_autocast_gpu_dtype()
+                                       : at::autocast::get_autocast_cpu_dtype();
+}
+inline void set_autocast(c10::DeviceType type, bool enabled, at::ScalarType dtype) {
+  if (type == c10::DeviceType::CUDA) {
+    at::autocast::set_autocast_gpu_dtype(dtype);
+    at::autocast::set_enabled(enabled);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(dtype);
+    at::autocast::set_cpu_enabled(enabled);
+  }
+}
+#endif
+}  // namespace detail
+
+// bf16 autocast over a region, on the device's type (CUDA or CPU; a no-op elsewhere). The CPU
+// case is what lets the tests check the mixed-precision path where no GPU is. The C++ API has
+// no context manager: the previous state, the nesting count and the cast cache are handled
+// by hand.
 class AutocastGuard {
  public:
-  AutocastGuard(const torch::Device& device, bool enabled) : active_(enabled && device.is_cuda()) {
+  AutocastGuard(const torch::Device& device, bool enabled)
+      : type_(device.type()), active_(enabled && (device.is_cuda() || device.is_cpu())) {
     if (!active_) return;
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, true);
-    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-#else
-    at::autocast::set_enabled(true);
-    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-#endif
+    was_enabled_ = detail::autocast_enabled(type_);
+    previous_dtype_ = detail::autocast_dtype(type_);
+    detail::set_autocast(type_, true, at::kBFloat16);
     at::autocast::increment_nesting();
   }
   ~AutocastGuard() {
     if (!active_) return;
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, false);
-#else
-    at::autocast::set_enabled(false);
-#endif
+    detail::set_autocast(type_, was_enabled_, previous_dtype_);
   }
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
+  c10::DeviceType type_;
   bool active_;
+  bool was_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kBFloat16;
 };
 
-// Runs a region with autocast off (routers and controllers stay in float32).
+// Runs a region with autocast off on every device (routers and controllers stay in float32).
 class AutocastOff {
  public:
-  AutocastOff() : guard_(c10::DispatchKeySet({c10::DispatchKey::AutocastCUDA})) {}
+  AutocastOff()
+      : guard_(
+            c10::DispatchKeySet({c10::DispatchKey::AutocastCPU, c10::DispatchKey::AutocastCUDA})) {}
 
  private:
   c10::impl::ExcludeDispatchKeyGuard guard_;

@@ -13,7 +13,7 @@ using namespace mixlab;
 namespace {
 
 double cpu_peak() {
-  static const double peak = roofline_flops_per_s(torch::kCPU, false);
+  static const double peak = roofline(torch::kCPU, false).flops_per_s;
   return peak;
 }
 
