@@ -44,9 +44,12 @@ int run_bench(const BenchArgs& a) {
   if (shape_name != "cpu" && shape_name != "gpu")
     throw ConfigError("--shape", a.shape, "must be cpu, gpu or auto");
   BenchShape shape = shape_name == "gpu" ? gpu_bench_shape() : cpu_bench_shape();
-  if (a.experts < 0) throw ConfigError("--experts", std::to_string(a.experts), "must be >= 1");
+  if (a.experts < 0)
+    throw ConfigError("--experts", std::to_string(a.experts),
+                      "must be >= 1, or 0 for the shape's own");
   if (a.group_size < 0)
-    throw ConfigError("--group-size", std::to_string(a.group_size), "must be >= 1");
+    throw ConfigError("--group-size", std::to_string(a.group_size),
+                      "must be >= 1, or 0 for the shape's own");
   if (a.experts > 0) shape.n_experts = a.experts;
   if (a.group_size > 0) shape.group_size = a.group_size;
   if (shape.batch % shape.group_size != 0)

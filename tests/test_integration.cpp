@@ -160,6 +160,29 @@ TEST_CASE("the shipped sweeps validate against the default corpus, and help is t
   CHECK(nothing.status == 2);
 }
 
+TEST_CASE("sweep bench: refuses impossible shapes in one line, times the precision it names") {
+  auto expect_refused = [](const std::string& args, const std::string& needle) {
+    auto r = run_command(kSweep + " bench " + args);
+    INFO(args, r.output);
+    CHECK(r.status == 2);
+    CHECK(r.output.find(needle) != std::string::npos);
+    CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+  };
+  expect_refused("--experts -1", "--experts = -1");
+  expect_refused("--group-size 3", "--group-size = 3");
+  expect_refused("--precision fp16", "--precision = fp16");
+  expect_refused("--types dense,mixture", "--types = mixture");
+
+  // bf16 on the CPU is autocast, measured against a bf16 peak, not the float32 one.
+  auto bf16 = run_command(
+      kSweep + " bench --types dense --what layers --iters 1 --warmup 0 --precision bf16");
+  INFO(bf16.output);
+  CHECK(bf16.status == 0);
+  CHECK(bf16.output.find("bf16 autocast") != std::string::npos);
+  CHECK(bf16.output.find("measured 1024^3 bf16 matmul") != std::string::npos);
+  CHECK(bf16.output.find("layer fwd+bwd dense") != std::string::npos);
+}
+
 TEST_CASE("sweep train: one config on the Brown corpus, recorded as a one-run sweep") {
   testing::TempDir dir;
   testing::write_text(dir / "one.json", R"({
