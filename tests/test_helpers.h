@@ -57,6 +57,20 @@ inline std::string write_text_corpus(const TempDir& dir) {
   return dir / "text";
 }
 
+// A temp folder holding a text corpus, a spec FILE_NAME written by spec_text(corpus), and the
+// path of a database not yet made: the start of every test that runs the real binary.
+struct SpecFixture {
+  TempDir dir;
+  std::string corpus, spec, db;
+  SpecFixture(const std::string& file_name,
+              const std::function<std::string(const std::string&)>& spec_text) {
+    corpus = write_text_corpus(dir);
+    spec = dir / file_name;
+    db = dir / "results/r.db";
+    write_text(spec, spec_text(corpus));
+  }
+};
+
 struct CommandResult {
   int status = -1;
   std::string output;  // stdout and stderr together

@@ -31,15 +31,8 @@ std::string tiny_spec(const std::string& corpus) {
   })";
 }
 
-struct Fixture {
-  testing::TempDir dir;
-  std::string corpus, spec, db;
-  Fixture() {
-    corpus = testing::write_text_corpus(dir);
-    spec = dir / "tiny.json";
-    db = dir / "results/r.db";
-    testing::write_text(spec, tiny_spec(corpus));
-  }
+struct Fixture : testing::SpecFixture {
+  Fixture() : SpecFixture("tiny.json", tiny_spec) {}
   testing::CommandResult sweep(const std::string& args) const {
     return run_command(kSweep + " " + args + " --threads 1");
   }

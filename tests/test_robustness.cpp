@@ -48,15 +48,10 @@ std::string two_run_spec(const std::string& name, const std::string& corpus) {
 
 // A folder with a small text corpus and a spec; the database goes into a folder of its own
 // (its checkpoints sit beside it, in checkpoints/).
-struct Fixture {
-  testing::TempDir dir;
-  std::string corpus, spec, db;
-  Fixture() {
-    corpus = testing::write_text_corpus(dir);
-    spec = dir / "spec.json";
-    db = dir / "results/r.db";
-    testing::write_text(spec, two_run_spec("robust", corpus));
-  }
+struct Fixture : testing::SpecFixture {
+  Fixture()
+      : SpecFixture("spec.json",
+                    [](const std::string& corpus) { return two_run_spec("robust", corpus); }) {}
   std::string checkpoints() const {
     return (std::filesystem::path(db).parent_path() / "checkpoints").string();
   }
