@@ -40,17 +40,27 @@ Json bench_layer_config(const std::string& type, const BenchShape& s) {
   return c;
 }
 
-namespace {
+ModelConfig bench_model_config(const BenchShape& s) {
+  ModelConfig m;
+  m.d_model = s.d_model;
+  m.n_layers = s.n_layers;
+  m.n_heads = s.n_heads;
+  m.seq_len = s.seq_len;
+  m.vocab_size = s.vocab;
+  return m;
+}
 
-ModelDims dims_of(const BenchShape& s) {
+ModelDims bench_model_dims(const BenchShape& s) {
   return ModelDims{s.d_model, s.batch, s.seq_len, s.n_layers, 0};
 }
+
+namespace {
 
 class LayerBench : public BenchCase {
  public:
   LayerBench(const std::string& type, const BenchShape& s, const torch::Device& device, bool bf16)
       : device_(device), bf16_(bf16) {
-    layer_ = parse_ffn(bench_layer_config(type, s), "ffn", dims_of(s))();
+    layer_ = parse_ffn(bench_layer_config(type, s), "ffn", bench_model_dims(s))();
     layer_->to(device);
     layer_->train();
     x_ = torch::randn({s.batch, s.seq_len, s.d_model}, torch::TensorOptions().device(device))
@@ -78,14 +88,9 @@ class LayerBench : public BenchCase {
 class StepBench : public BenchCase {
  public:
   StepBench(const std::string& type, const BenchShape& s, const torch::Device& device, bool bf16) {
-    ModelConfig m;
-    m.d_model = s.d_model;
-    m.n_layers = s.n_layers;
-    m.n_heads = s.n_heads;
-    m.seq_len = s.seq_len;
-    m.vocab_size = s.vocab;
     torch::manual_seed(0);
-    Gpt model(m, parse_ffn(bench_layer_config(type, s), "ffn", dims_of(s)));
+    Gpt model(bench_model_config(s),
+              parse_ffn(bench_layer_config(type, s), "ffn", bench_model_dims(s)));
     model->to(device);
     model->train();
     TrainConfig t;

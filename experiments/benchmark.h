@@ -30,6 +30,9 @@ BenchShape gpu_bench_shape();
 
 // The flop-matched config of `type` at `shape` (dense, mot, expert_choice, switch, ...).
 Json bench_layer_config(const std::string& type, const BenchShape& shape);
+// The model at `shape`, and the dimensions its FFN layers are built for.
+ModelConfig bench_model_config(const BenchShape& shape);
+ModelDims bench_model_dims(const BenchShape& shape);
 
 // Something to time: run_once() does one unit of work and does not wait for the device.
 class BenchCase {

@@ -27,8 +27,7 @@ void check_layers_in_bf16(const torch::Device& device) {
     Json config = bench_layer_config(type, shape);
     if (type == "transition") config["switch_at_step"] = 1000;
     torch::manual_seed(0);
-    FfnLayer layer = parse_ffn(
-        config, "ffn", ModelDims{shape.d_model, shape.batch, shape.seq_len, shape.n_layers, 0})();
+    FfnLayer layer = parse_ffn(config, "ffn", bench_model_dims(shape))();
     auto x = torch::randn({shape.batch, shape.seq_len, shape.d_model});
     torch::NoGradGuard no_grad;
     auto expected = layer->forward(x);
@@ -98,19 +97,13 @@ TEST_CASE("a bf16 train step on the CPU follows the float32 step") {
   shape.batch = 16;
   shape.seq_len = 32;
   for (const std::string type : {"dense", "mot", "expert_choice", "switch"}) {
-    ModelConfig m;
-    m.d_model = shape.d_model;
-    m.n_layers = shape.n_layers;
-    m.n_heads = shape.n_heads;
-    m.seq_len = shape.seq_len;
-    m.vocab_size = shape.vocab;
     auto inputs = torch::randint(0, shape.vocab, {shape.batch, shape.seq_len});
     auto targets = torch::randint(0, shape.vocab, {shape.batch, shape.seq_len});
     std::vector<double> losses[2];
     for (int bf16 = 0; bf16 < 2; ++bf16) {
       torch::manual_seed(0);
-      Gpt model(m, parse_ffn(bench_layer_config(type, shape), "ffn",
-                             ModelDims{shape.d_model, shape.batch, shape.seq_len, m.n_layers, 0}));
+      Gpt model(bench_model_config(shape),
+                parse_ffn(bench_layer_config(type, shape), "ffn", bench_model_dims(shape)));
       TrainConfig t;
       t.batch_size = shape.batch;
       t.precision = bf16 ? "bf16" : "fp32";
