@@ -8,20 +8,15 @@ ExpertChoiceImpl::ExpertChoiceImpl(const ModelDims& dims, const ExpertChoiceOpti
     : dims_(dims), options_(options) {
   const int64_t d = dims.d_model, e = options.n_experts, f = options.expert_size;
   router = register_parameter("router", torch::empty({d, e}));
-  w1 = register_parameter("w1", torch::empty({e, d, f}));
-  w2 = register_parameter("w2", torch::empty({e, f, d}));
   init_gpt2(router, false, dims.n_layers);
-  init_gpt2(w1, false, dims.n_layers);
-  init_gpt2(w2, true, dims.n_layers);
+  register_expert_weights(*this, e, d, f, dims.n_layers, w1, w2);
 }
 
 torch::Tensor ExpertChoiceImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), s = x.size(1), d = x.size(2);
   const int64_t g = options_.group_size, e = options_.n_experts, k = options_.k;
   const int64_t groups = b / g, picks = e * k;
-  TORCH_CHECK(b % g == 0, "expert_choice: batch ", b, " is not divisible by group_size ", g);
-  // (B, S, d) -> (G, S, g, d): group G holds sequences G*g .. G*g+g-1 at each position.
-  auto grouped = x.view({groups, g, s, d}).transpose(1, 2);
+  auto grouped = group_by_position(x, g, "expert_choice");                 // (G, S, g, d)
   auto probs = torch::softmax(router_logits(grouped, router), /*dim=*/3);  // (G, S, g, E)
   // Each expert takes its k most probable tokens of the group.
   auto [chosen_prob, chosen_token] = probs.transpose(2, 3).topk(k, /*dim=*/3);  // (G, S, E, k)
@@ -53,7 +48,7 @@ torch::Tensor ExpertChoiceImpl::forward(const torch::Tensor& x) {
               {normalized_entropy(probs, 3), coefficient_of_variation(load),
                load.max() / load.mean(), (times_chosen == 0).to(torch::kFloat).mean()});
   }
-  return y.transpose(1, 2).reshape({b, s, d});
+  return ungroup(y);
 }
 
 LayerCost ExpertChoiceImpl::cost() const {
@@ -72,13 +67,8 @@ LayerCost ExpertChoiceImpl::cost() const {
 
 FfnBuilder parse_expert_choice(const ConfigReader& cfg, const ModelDims& dims) {
   ExpertChoiceOptions o;
-  if (!cfg.has("n_experts")) cfg.fail("n_experts", "required: a positive integer");
-  o.n_experts = cfg.get_positive_int("n_experts", 0);
-  if (!cfg.has("group_size")) cfg.fail("group_size", "required: a positive integer");
-  o.group_size = cfg.get_positive_int("group_size", 0);
-  if (dims.batch_size % o.group_size != 0)
-    cfg.fail("group_size", "must divide train.batch_size (" + std::to_string(dims.batch_size) +
-                               "): groups are tokens at one position across g sequences");
+  o.n_experts = read_n_experts(cfg);
+  o.group_size = read_group_size(cfg, dims);
   const double capacity_factor = cfg.get_positive_double("capacity_factor", 1.0);
   const double k = capacity_factor * double(o.group_size) / double(o.n_experts);
   if (std::fabs(k - std::round(k)) > 1e-9 || std::round(k) < 1)

@@ -68,4 +68,38 @@ void init_gpt2(torch::Tensor& weight, bool residual_projection, int64_t n_layers
   weight.normal_(0.0, std);
 }
 
+void register_expert_weights(torch::nn::Module& module, int64_t n_experts, int64_t d_model,
+                             int64_t expert_size, int64_t n_layers, torch::Tensor& w1,
+                             torch::Tensor& w2) {
+  w1 = module.register_parameter("w1", torch::empty({n_experts, d_model, expert_size}));
+  w2 = module.register_parameter("w2", torch::empty({n_experts, expert_size, d_model}));
+  init_gpt2(w1, false, n_layers);
+  init_gpt2(w2, true, n_layers);
+}
+
+torch::Tensor group_by_position(const torch::Tensor& x, int64_t group_size, const char* layer) {
+  const int64_t b = x.size(0), s = x.size(1), d = x.size(2), g = group_size;
+  TORCH_CHECK(b % g == 0, layer, ": batch ", b, " is not divisible by group_size ", g);
+  return x.view({b / g, g, s, d}).transpose(1, 2);
+}
+
+torch::Tensor ungroup(const torch::Tensor& grouped) {
+  const int64_t groups = grouped.size(0), s = grouped.size(1), g = grouped.size(2);
+  return grouped.transpose(1, 2).reshape({groups * g, s, grouped.size(3)});
+}
+
+int64_t read_n_experts(const ConfigReader& cfg) {
+  if (!cfg.has("n_experts")) cfg.fail("n_experts", "required: a positive integer");
+  return cfg.get_positive_int("n_experts", 0);
+}
+
+int64_t read_group_size(const ConfigReader& cfg, const ModelDims& dims) {
+  if (!cfg.has("group_size")) cfg.fail("group_size", "required: a positive integer");
+  const int64_t g = cfg.get_positive_int("group_size", 0);
+  if (dims.batch_size % g != 0)
+    cfg.fail("group_size", "must divide train.batch_size (" + std::to_string(dims.batch_size) +
+                               "): groups are tokens at one position across g sequences");
+  return g;
+}
+
 }  // namespace mixlab

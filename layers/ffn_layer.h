@@ -106,4 +106,22 @@ int64_t read_expert_size(const ConfigReader& cfg, int64_t expert_passes, int64_t
 // projections that write into the residual stream.
 void init_gpt2(torch::Tensor& weight, bool residual_projection, int64_t n_layers);
 
+// Registers E experts' weights on `module` as "w1" (E, d, f) and "w2" (E, f, d), GPT-2
+// initialised (w2 writes into the residual stream).
+void register_expert_weights(torch::nn::Module& module, int64_t n_experts, int64_t d_model,
+                             int64_t expert_size, int64_t n_layers, torch::Tensor& w1,
+                             torch::Tensor& w2);
+
+// Groups as the MoT paper forms them: the tokens at one position across g consecutive
+// sequences, so no token sees a later position. (B, S, d) -> (G, S, g, d), a view; group G
+// holds sequences G*g .. G*g+g-1. `layer` names the caller when g does not divide B.
+torch::Tensor group_by_position(const torch::Tensor& x, int64_t group_size, const char* layer);
+// The inverse: (G, S, g, d) -> (B, S, d).
+torch::Tensor ungroup(const torch::Tensor& grouped);
+
+// The keys every layer with experts requires: n_experts (a positive integer), and for the
+// grouped layers group_size (a positive integer dividing train.batch_size).
+int64_t read_n_experts(const ConfigReader& cfg);
+int64_t read_group_size(const ConfigReader& cfg, const ModelDims& dims);
+
 }  // namespace mixlab

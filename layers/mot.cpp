@@ -10,11 +10,8 @@ MotImpl::MotImpl(const ModelDims& dims, const MotOptions& options)
     : dims_(dims), options_(options) {
   const int64_t d = dims.d_model, e = options.n_experts, f = options.expert_size;
   controller = register_parameter("controller", torch::empty({d, e}));
-  w1 = register_parameter("w1", torch::empty({e, d, f}));
-  w2 = register_parameter("w2", torch::empty({e, f, d}));
   init_gpt2(controller, false, dims.n_layers);
-  init_gpt2(w1, false, dims.n_layers);
-  init_gpt2(w2, true, dims.n_layers);
+  register_expert_weights(*this, e, d, f, dims.n_layers, w1, w2);
   if (options.learnable_temperature) {
     log_temperature = register_parameter(
         "log_temperature", torch::full({}, std::log(options.temperature), torch::kFloat));
@@ -44,10 +41,8 @@ torch::Tensor MotImpl::token_weights(const torch::Tensor& grouped) const {
 torch::Tensor MotImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), s = x.size(1), d = x.size(2);
   const int64_t g = options_.group_size, e = options_.n_experts, groups = b / g;
-  TORCH_CHECK(b % g == 0, "MoT: batch ", b, " is not divisible by group_size ", g);
+  auto grouped = group_by_position(x, g, "MoT");  // (G, S, g, d)
   if (g == 1) return forward_groups_of_one(x);
-  // (B, S, d) -> (G, S, g, d): group G holds sequences G*g .. G*g+g-1 at each position.
-  auto grouped = x.view({groups, g, s, d}).transpose(1, 2);
   auto weights = token_weights(grouped);  // (G, S, g, E), float32
   if (discrete_) {
     auto pick = weights.argmax(/*dim=*/2, /*keepdim=*/true);
@@ -69,7 +64,7 @@ torch::Tensor MotImpl::forward(const torch::Tensor& x) {
               {normalized_entropy(weights, 2), temperature(), coefficient_of_variation(received),
                torch::zeros({}, weights.options())});
   }
-  return y.transpose(1, 2).reshape({b, s, d});
+  return ungroup(y);
 }
 
 // A group of one token: its softmax over the group is exactly 1 (exp(0) / exp(0)), in mixed
@@ -111,13 +106,8 @@ LayerCost MotImpl::cost() const {
 
 MotOptions read_mot_options(const ConfigReader& cfg, const ModelDims& dims) {
   MotOptions o;
-  if (!cfg.has("n_experts")) cfg.fail("n_experts", "required: a positive integer");
-  o.n_experts = cfg.get_positive_int("n_experts", 0);
-  if (!cfg.has("group_size")) cfg.fail("group_size", "required: a positive integer");
-  o.group_size = cfg.get_positive_int("group_size", 0);
-  if (dims.batch_size % o.group_size != 0)
-    cfg.fail("group_size", "must divide train.batch_size (" + std::to_string(dims.batch_size) +
-                               "): groups are tokens at one position across g sequences");
+  o.n_experts = read_n_experts(cfg);
+  o.group_size = read_group_size(cfg, dims);
   o.expert_size = read_expert_size(cfg, o.n_experts, o.group_size);
   if (cfg.has("temperature") && cfg.raw("temperature").is_string()) {
     if (cfg.get_string("temperature") != "learnable")

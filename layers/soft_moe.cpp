@@ -8,20 +8,15 @@ SoftMoeImpl::SoftMoeImpl(const ModelDims& dims, const SoftMoeOptions& options)
     : dims_(dims), options_(options) {
   const int64_t d = dims.d_model, e = options.n_experts, f = options.expert_size;
   phi = register_parameter("phi", torch::empty({d, e * options.slots_per_expert}));
-  w1 = register_parameter("w1", torch::empty({e, d, f}));
-  w2 = register_parameter("w2", torch::empty({e, f, d}));
   init_gpt2(phi, false, dims.n_layers);
-  init_gpt2(w1, false, dims.n_layers);
-  init_gpt2(w2, true, dims.n_layers);
+  register_expert_weights(*this, e, d, f, dims.n_layers, w1, w2);
 }
 
 torch::Tensor SoftMoeImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), s = x.size(1), d = x.size(2);
   const int64_t g = options_.group_size, e = options_.n_experts, p = options_.slots_per_expert;
   const int64_t groups = b / g, slots = e * p;
-  TORCH_CHECK(b % g == 0, "soft_moe: batch ", b, " is not divisible by group_size ", g);
-  // (B, S, d) -> (G, S, g, d): group G holds sequences G*g .. G*g+g-1 at each position.
-  auto grouped = x.view({groups, g, s, d}).transpose(1, 2);
+  auto grouped = group_by_position(x, g, "soft_moe");                   // (G, S, g, d)
   auto logits = router_logits(grouped, phi);                            // (G, S, g, E p)
   auto dispatch = torch::softmax(logits, 2).to(x.scalar_type());        // over the group's tokens
   auto combine = torch::softmax(logits, 3).to(x.scalar_type());         // over all slots
@@ -45,7 +40,7 @@ torch::Tensor SoftMoeImpl::forward(const torch::Tensor& x) {
               {normalized_entropy(combine, 3), normalized_entropy(dispatch, 2),
                coefficient_of_variation(sent), torch::zeros({}, x.options())});
   }
-  return y.transpose(1, 2).reshape({b, s, d});
+  return ungroup(y);
 }
 
 LayerCost SoftMoeImpl::cost() const {
@@ -65,14 +60,9 @@ LayerCost SoftMoeImpl::cost() const {
 
 FfnBuilder parse_soft_moe(const ConfigReader& cfg, const ModelDims& dims) {
   SoftMoeOptions o;
-  if (!cfg.has("n_experts")) cfg.fail("n_experts", "required: a positive integer");
-  o.n_experts = cfg.get_positive_int("n_experts", 0);
+  o.n_experts = read_n_experts(cfg);
   o.slots_per_expert = cfg.get_positive_int("slots_per_expert", 1);
-  if (!cfg.has("group_size")) cfg.fail("group_size", "required: a positive integer");
-  o.group_size = cfg.get_positive_int("group_size", 0);
-  if (dims.batch_size % o.group_size != 0)
-    cfg.fail("group_size", "must divide train.batch_size (" + std::to_string(dims.batch_size) +
-                               "): groups are tokens at one position across g sequences");
+  o.group_size = read_group_size(cfg, dims);
   o.expert_size = read_expert_size(cfg, /*expert_passes=*/o.n_experts * o.slots_per_expert,
                                    /*tokens=*/o.group_size);
   return [dims, o] { return std::make_shared<SoftMoeImpl>(dims, o); };

@@ -103,11 +103,8 @@ TokenChoiceImpl::TokenChoiceImpl(const ModelDims& dims, const TokenChoiceOptions
     : dims_(dims), options_(options) {
   const int64_t d = dims.d_model, e = options.n_experts, f = options.expert_size;
   router = register_parameter("router", torch::empty({d, e}));
-  w1 = register_parameter("w1", torch::empty({e, d, f}));
-  w2 = register_parameter("w2", torch::empty({e, f, d}));
   init_gpt2(router, false, dims.n_layers);
-  init_gpt2(w1, false, dims.n_layers);
-  init_gpt2(w2, true, dims.n_layers);
+  register_expert_weights(*this, e, d, f, dims.n_layers, w1, w2);
 }
 
 torch::Tensor TokenChoiceImpl::forward(const torch::Tensor& x) {
@@ -129,8 +126,7 @@ namespace {
 
 TokenChoiceOptions read_experts(const ConfigReader& cfg) {
   TokenChoiceOptions o;
-  if (!cfg.has("n_experts")) cfg.fail("n_experts", "required: a positive integer");
-  o.n_experts = cfg.get_positive_int("n_experts", 0);
+  o.n_experts = read_n_experts(cfg);
   read_token_choice_keys(cfg, o);
   return o;
 }
