@@ -58,8 +58,8 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
   Gpt model(config.model, config.ffn);
   model->to(device);
   model->train();
-  // "bf16" means bf16 autocast on CUDA; a CPU run trains in float32, so CPU results do not
-  // depend on the CPU's bf16 support and stay bit-for-bit reproducible across machines.
+  // "bf16" means bf16 autocast on CUDA; a CPU run trains in float32, so what a CPU sweep
+  // measures does not depend on whether its CPU has bf16 instructions (README, Performance).
   TrainConfig step_config = tc;
   if (!device.is_cuda()) step_config.precision = "fp32";
   TrainStep train_step(model, step_config, device);
