@@ -20,6 +20,11 @@ struct RunnerOptions {
   // When this `sweep run` began (unix seconds; 0: now). Runs that failed after it are not
   // retried by it (nor by its --jobs workers): a retry is for the next invocation.
   double session_start = 0;
+  // Where checkpoints live; "": the folder `checkpoints` beside the database. A Slurm task
+  // (sweep run-task) writes its own per-run database but the main database's checkpoints.
+  std::string checkpoint_dir;
+  // sweep submit: validate and record the sweep and its runs, train nothing.
+  bool record_only = false;
 };
 
 struct SweepCommand {
