@@ -1,6 +1,7 @@
 #include "experiments/model.h"
 
 #include "experiments/causal_attention.h"
+#include "experiments/init.h"
 
 namespace mixlab {
 
@@ -48,6 +49,7 @@ GptImpl::GptImpl(const ModelConfig& config, const FfnBuilder& ffn) : config_(con
   }
   ln_final_ = register_module("ln_final",
                               torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
+  apply_init_scheme(*this, config.init);  // "gpt2": the constructors already did it
 }
 
 torch::Tensor GptImpl::forward(const torch::Tensor& tokens) {

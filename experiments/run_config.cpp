@@ -15,6 +15,9 @@ ModelConfig parse_model(const ConfigReader& c) {
   m.seq_len = c.get_positive_int("seq_len", m.seq_len);
   if (m.d_model % m.n_heads != 0)
     c.fail("n_heads", "must divide model.d_model (" + std::to_string(m.d_model) + ")");
+  m.init = c.get_string("init", m.init);
+  if (m.init != "gpt2" && m.init != "reference")
+    c.fail("init", "must be \"gpt2\" or \"reference\"");
   c.reject_unknown_keys();
   return m;
 }

@@ -20,7 +20,8 @@ struct ModelConfig {
   int64_t n_layers = 2;
   int64_t n_heads = 2;
   int64_t seq_len = 64;
-  int64_t vocab_size = 256;  // set by the tokenizer
+  int64_t vocab_size = 256;   // set by the tokenizer
+  std::string init = "gpt2";  // gpt2 | reference (experiments/init.h)
 };
 
 struct DataConfig {

@@ -10,6 +10,9 @@ ExpertChoiceImpl::ExpertChoiceImpl(const ModelDims& dims, const ExpertChoiceOpti
   router = register_parameter("router", torch::empty({d, e}));
   init_gpt2(router, false, dims.n_layers);
   register_expert_weights(*this, e, d, f, dims.n_layers, w1, w2);
+  if (options.output_norm)
+    output_norm =
+        register_module("output_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
 }
 
 torch::Tensor ExpertChoiceImpl::forward(const torch::Tensor& x) {
@@ -48,7 +51,8 @@ torch::Tensor ExpertChoiceImpl::forward(const torch::Tensor& x) {
               {normalized_entropy(probs, 3), coefficient_of_variation(load),
                load.max() / load.mean(), (times_chosen == 0).to(torch::kFloat).mean()});
   }
-  return ungroup(y);
+  auto output = ungroup(y);
+  return options_.output_norm ? output_norm(output) : output;
 }
 
 LayerCost ExpertChoiceImpl::cost() const {
@@ -57,10 +61,11 @@ LayerCost ExpertChoiceImpl::cost() const {
                k = double(options_.k);
   const int64_t expert_params = 2 * options_.n_experts * dims_.d_model * options_.expert_size;
   const int64_t router_params = dims_.d_model * options_.n_experts;
+  const int64_t norm_params = options_.output_norm ? 2 * dims_.d_model : 0;  // gain, shift
   LayerCost c;
-  c.params_total = expert_params + router_params;
+  c.params_total = expert_params + router_params + norm_params;
   // Per group of g tokens the experts run E k times: a token pays for E k / g expert passes.
-  c.params_active = int64_t(std::llround(2.0 * e * k / g * d * f)) + router_params;
+  c.params_active = int64_t(std::llround(2.0 * e * k / g * d * f)) + router_params + norm_params;
   c.forward_flops = 2 * d * e + 4 * (e * k / g) * d * f;
   return c;
 }
@@ -80,6 +85,7 @@ FfnBuilder parse_expert_choice(const ConfigReader& cfg, const ModelDims& dims) {
                                     std::to_string(o.k) + " exceeds group_size");
   o.expert_size = read_expert_size(cfg, /*expert_passes=*/o.n_experts * o.k,
                                    /*tokens=*/o.group_size);
+  o.output_norm = cfg.get_bool("output_norm", true);
   return [dims, o] { return std::make_shared<ExpertChoiceImpl>(dims, o); };
 }
 

@@ -7,6 +7,12 @@
 // expert e takes the k = capacity_factor * g / E tokens with the highest p_{i,e} and
 // y_i = sum over the experts e that took i of p_{i,e} W2_e relu(W1_e x_i). A token taken by
 // no expert gets 0 (residual only). No auxiliary loss.
+//
+// Output LayerNorm (`output_norm`, on by default): the reference applies a LayerNorm (learned
+// gain and shift over d) to the layer's output, `layer_norm_in_expert_choice: true` in every
+// paper config, so the baseline is that layer. A token no expert took then gets the shift
+// (0 at initialisation). It is not counted in the FLOPs (no matrix product, like the model's
+// own LayerNorms); its 2 d parameters are.
 #pragma once
 
 #include "layers/ffn_layer.h"
@@ -21,6 +27,7 @@ struct ExpertChoiceOptions {
   // Multiply each expert output by the router probability (the definition). Not a config
   // key: off only in the test that compares with MoT's discrete mode, which has no gate.
   bool scale_by_probability = true;
+  bool output_norm = true;  // LayerNorm on the output, as the reference
 };
 
 class ExpertChoiceImpl : public FfnLayerImpl {
@@ -29,9 +36,10 @@ class ExpertChoiceImpl : public FfnLayerImpl {
   torch::Tensor forward(const torch::Tensor& x) override;
   LayerCost cost() const override;
 
-  torch::Tensor router;  // (d, E), float32
-  torch::Tensor w1;      // (E, d, f)
-  torch::Tensor w2;      // (E, f, d)
+  torch::Tensor router;                       // (d, E), float32
+  torch::Tensor w1;                           // (E, d, f)
+  torch::Tensor w2;                           // (E, f, d)
+  torch::nn::LayerNorm output_norm{nullptr};  // set when options.output_norm
 
  private:
   ModelDims dims_;
@@ -40,7 +48,8 @@ class ExpertChoiceImpl : public FfnLayerImpl {
 
 // Config keys: type "expert_choice", n_experts, group_size (must divide train.batch_size),
 // capacity_factor (default 1; k = capacity_factor g / E must be a positive integer <= g),
-// expert_size (integer or "flop_matched": f = d_ff g / (E k) = d_ff / capacity_factor), d_ff.
+// expert_size (integer or "flop_matched": f = d_ff g / (E k) = d_ff / capacity_factor), d_ff,
+// output_norm (default true).
 FfnBuilder parse_expert_choice(const ConfigReader& cfg, const ModelDims& dims);
 
 }  // namespace mixlab

@@ -8,7 +8,9 @@
 #include <functional>
 #include <numeric>
 
+#include "experiments/init.h"
 #include "experiments/model.h"
+#include "experiments/run_config.h"
 #include "layers/dense.h"
 #include "layers/expert_choice.h"
 #include "layers/mot.h"
@@ -51,14 +53,17 @@ std::shared_ptr<TokenChoiceImpl> make_token_choice(int64_t d, int64_t batch, int
   return in_double(layer, layer->router);
 }
 
+// Without its output LayerNorm unless asked: most tests compare the routing itself.
 std::shared_ptr<ExpertChoiceImpl> make_expert_choice(int64_t d, int64_t batch, int64_t e, int64_t g,
-                                                     int64_t f, int64_t k, bool scale = true) {
+                                                     int64_t f, int64_t k, bool scale = true,
+                                                     bool output_norm = false) {
   ExpertChoiceOptions o;
   o.n_experts = e;
   o.group_size = g;
   o.expert_size = f;
   o.k = k;
   o.scale_by_probability = scale;
+  o.output_norm = output_norm;
   auto layer = std::make_shared<ExpertChoiceImpl>(dims_for(d, batch), o);
   return in_double(layer, layer->router);
 }
@@ -317,6 +322,55 @@ TEST_CASE("expert choice equals the naive loop (k = 1 and k = 2)") {
     CHECK(stat(*layer, "dropped_frac") == doctest::Approx(unchosen));
     if (k == 1) CHECK(unchosen >= 0.25);  // 3 experts, 4 tokens: at least one left per group
   }
+}
+
+TEST_CASE("expert choice with its output LayerNorm equals the naive loop followed by the norm") {
+  // The reference's layer_norm_in_expert_choice: LayerNorm over d of each token's output,
+  // (y - mean) / sqrt(biased var + 1e-5) * gain + shift, with a gain and shift that are not
+  // (1, 0) so that a norm without its affine part, or over the wrong axis, would fail.
+  torch::manual_seed(19);
+  const int64_t d = 6;
+  auto layer = make_expert_choice(d, /*batch=*/8, /*e=*/3, /*g=*/4, /*f=*/5, /*k=*/1,
+                                  /*scale=*/true, /*output_norm=*/true);
+  REQUIRE(layer->output_norm);
+  {
+    torch::NoGradGuard no_grad;
+    layer->output_norm->weight.uniform_(0.5, 2.0);
+    layer->output_norm->bias.uniform_(-1.0, 1.0);
+  }
+  auto x = torch::randn({8, 3, d}, torch::kDouble);
+  auto bare = naive_expert_choice(x, layer->router, layer->w1, layer->w2, 4, 1, true);
+  auto expected = torch::zeros_like(bare);
+  auto Y = bare.accessor<double, 3>();
+  auto E = expected.accessor<double, 3>();
+  auto gain = layer->output_norm->weight.accessor<double, 1>();
+  auto shift = layer->output_norm->bias.accessor<double, 1>();
+  int64_t untaken = 0;
+  for (int64_t b = 0; b < 8; ++b)
+    for (int64_t t = 0; t < 3; ++t) {
+      double mean = 0, var = 0;
+      for (int64_t k = 0; k < d; ++k) mean += Y[b][t][k] / d;
+      for (int64_t k = 0; k < d; ++k) var += (Y[b][t][k] - mean) * (Y[b][t][k] - mean) / d;
+      for (int64_t k = 0; k < d; ++k)
+        E[b][t][k] = (Y[b][t][k] - mean) / std::sqrt(var + 1e-5) * gain[k] + shift[k];
+      if (var == 0) ++untaken;
+    }
+  CHECK(untaken > 0);  // 3 experts, groups of 4: a token no expert took gets the shift
+  auto y = layer->forward(x);
+  CHECK(max_abs_diff(y, expected) < 1e-12);
+  CHECK(max_abs_diff(y, bare) > 0.1);
+  // The config key: on by default, off on request.
+  ModelDims dims{d, 8, 3, 2, 0};
+  Json cfg = {{"type", "expert_choice"},
+              {"n_experts", 3},
+              {"group_size", 4},
+              {"expert_size", 5},
+              {"capacity_factor", 0.75}};
+  CHECK(std::dynamic_pointer_cast<ExpertChoiceImpl>(parse_ffn(cfg, "ffn", dims)())->output_norm);
+  cfg["output_norm"] = false;
+  CHECK(!std::dynamic_pointer_cast<ExpertChoiceImpl>(parse_ffn(cfg, "ffn", dims)())->output_norm);
+  cfg["output_norm"] = "yes";
+  CHECK_THROWS_AS(parse_ffn(cfg, "ffn", dims), ConfigError);
 }
 
 TEST_CASE("soft moe equals the naive loop") {
@@ -617,10 +671,18 @@ TEST_CASE("moe parameter and FLOP counts against a hand count, flop matched to d
 
   // Expert choice, capacity factor 2: k = 2 tokens per expert per group of 16, so a token
   // pays for E k / g = 2 expert passes of f = d_ff / 2.
+  // Its output LayerNorm (on by default) adds a gain and a shift of d each, and no matrix
+  // product.
   LayerCost ec = cost_of({{"type", "expert_choice"}, {"group_size", g}, {"capacity_factor", 2}});
-  CHECK(ec.params_total == e * 2 * d * (d_ff / 2) + d * e);
-  CHECK(ec.params_active == 2 * 2 * d * (d_ff / 2) + d * e);
+  CHECK(ec.params_total == e * 2 * d * (d_ff / 2) + d * e + 2 * d);
+  CHECK(ec.params_active == 2 * 2 * d * (d_ff / 2) + d * e + 2 * d);
   CHECK(ec.forward_flops == doctest::Approx(dense_flops + 2.0 * d * e));
+  LayerCost ec_bare = cost_of({{"type", "expert_choice"},
+                               {"group_size", g},
+                               {"capacity_factor", 2},
+                               {"output_norm", false}});
+  CHECK(ec_bare.params_total == e * 2 * d * (d_ff / 2) + d * e);
+  CHECK(ec_bare.params_active == 2 * 2 * d * (d_ff / 2) + d * e);
 
   // Soft MoE, 2 slots per expert: f = d_ff g / (E p) = 128; logits, dispatch and combine
   // cost 2 d (E p) each per token.
@@ -636,6 +698,7 @@ TEST_CASE("moe parameter and FLOP counts against a hand count, flop matched to d
   ModelConfig m;
   for (Json cfg : {Json{{"type", "switch"}}, Json{{"type", "top_k"}},
                    Json{{"type", "expert_choice"}, {"group_size", g}},
+                   Json{{"type", "expert_choice"}, {"group_size", g}, {"output_norm", false}},
                    Json{{"type", "soft_moe"}, {"group_size", g}},
                    Json{{"type", "transition"}, {"group_size", g}, {"switch_at_step", 3}}}) {
     cfg["n_experts"] = e;
@@ -671,5 +734,120 @@ TEST_CASE("moe statistics are recorded only when asked, and entropy is 1 at unif
     REQUIRE(layer->stat_values().defined());
     CHECK(stat(*layer, "entropy") == doctest::Approx(1.0));
     CHECK(layer->stat_values().device() == x.device());
+  }
+}
+
+// ---- model.init ---------------------------------------------------------------------------
+
+namespace {
+
+// Standard deviation of N(0, sigma) truncated to [-bound, bound], from the closed form
+// sigma^2 (1 - 2 a phi(a) / (2 Phi(a) - 1)) with a = bound / sigma.
+double truncated_normal_std(double sigma, double bound) {
+  const double a = bound / sigma;
+  const double pdf = std::exp(-0.5 * a * a) / std::sqrt(2.0 * M_PI);
+  const double mass = std::erf(a / std::sqrt(2.0));  // 2 Phi(a) - 1
+  return sigma * std::sqrt(1.0 - 2.0 * a * pdf / mass);
+}
+
+bool ends_with(const std::string& text, const std::string& tail) {
+  return text.size() >= tail.size() &&
+         text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+Json init_run_config(const Json& ffn, const char* init) {
+  Json model = {{"d_model", 64}, {"n_layers", 2}, {"n_heads", 2}, {"seq_len", 32}};
+  if (init) model["init"] = init;
+  return {{"model", model},
+          {"ffn", ffn},
+          {"data", {{"corpus", "brown"}}},
+          {"train", {{"batch_size", 16}}},
+          {"eval", Json::object()}};
+}
+
+}  // namespace
+
+TEST_CASE("model.init reference: truncated normal of std sqrt(0.1 / fan_in) in every matrix") {
+  // The reference (llm-random truncated_normal, init_scale 0.1): std sqrt(0.1 / fan_in), cut at
+  // +-2 * 0.1 absolute. Fan-in: d for attention, router, controller, phi and the first expert
+  // matrix, f for the second, 1 for the embeddings (whose cut at 0.2 = 0.63 std bites).
+  const double s = 0.1, bound = 2 * s;
+  const int64_t d = 64, d_ff = 256;
+  for (Json ffn :
+       {Json{{"type", "dense"}, {"d_ff", d_ff}},
+        Json{{"type", "switch"}, {"n_experts", 16}, {"expert_size", 128}},
+        Json{
+            {"type", "expert_choice"}, {"n_experts", 16}, {"group_size", 16}, {"expert_size", 128}},
+        Json{{"type", "mot"}, {"n_experts", 16}, {"group_size", 16}, {"expert_size", 32}},
+        Json{{"type", "soft_moe"}, {"n_experts", 8}, {"group_size", 16}, {"expert_size", 32}}}) {
+    CAPTURE(ffn.dump());
+    torch::manual_seed(21);
+    RunConfig config = parse_run_config(init_run_config(ffn, "reference"), "init.json");
+    CHECK(config.model.init == "reference");
+    Gpt model(config.model, config.ffn);
+    const int64_t f = ffn.value("expert_size", d_ff);
+    for (const auto& p : model->named_parameters()) {
+      const std::string& name = p.key();
+      const torch::Tensor& w = p.value();
+      CAPTURE(name);
+      if (w.dim() < 2) {
+        // LayerNorm gains 1, every bias and LayerNorm shift 0, temperatures as constructed.
+        if (name.find("ln_") != std::string::npos || name.find("norm") != std::string::npos)
+          CHECK(torch::all(w == (ends_with(name, "weight") ? 1.0 : 0.0)).item<bool>());
+        else if (ends_with(name, "bias"))
+          CHECK(torch::all(w == 0).item<bool>());
+        continue;
+      }
+      int64_t fan_in = d;  // attention, router, controller, phi, w1
+      if (name == "wte" || name == "wpe") fan_in = 1;
+      if (ends_with(name, "ffn.w2")) fan_in = ffn["type"] == "dense" ? d_ff : f;
+      const double sigma = std::sqrt(s / double(fan_in));
+      const double expected_std = truncated_normal_std(sigma, bound);
+      const double n = double(w.numel());
+      const double std = w.std(/*unbiased=*/false).item<double>();
+      // The sample std of n draws has a relative error of about 1 / sqrt(2 n) (less with the
+      // truncation's light tails): 5 of those is a bound no correct init crosses by chance.
+      CHECK(std == doctest::Approx(expected_std).epsilon(5.0 / std::sqrt(2.0 * n)));
+      CHECK(std::fabs(w.mean().item<double>()) < 5.0 * expected_std / std::sqrt(n));
+      CHECK(w.abs().max().item<double>() <= bound);
+      if (fan_in == 1) CHECK(w.abs().max().item<double>() > 0.99 * bound);  // the cut is used
+    }
+    // The embedding's effective std is well below its nominal sqrt(0.1) (the cut), and the
+    // expert matrices' is the nominal one: the two rules are told apart.
+    CHECK(truncated_normal_std(std::sqrt(s), bound) < 0.4 * std::sqrt(s));
+    CHECK(truncated_normal_std(std::sqrt(s / d), bound) == doctest::Approx(std::sqrt(s / d)));
+  }
+}
+
+TEST_CASE("model.init gpt2 is the default, redraws nothing and keeps the config's hash") {
+  Json ffn = {{"type", "switch"}, {"n_experts", 4}, {"expert_size", 32}};
+  RunConfig plain = parse_run_config(init_run_config(ffn, nullptr), "init.json");
+  CHECK(plain.model.init == "gpt2");
+  CHECK(!plain.json.at("model").contains("init"));  // the default is not written in
+  RunConfig named = parse_run_config(init_run_config(ffn, "gpt2"), "init.json");
+  CHECK(named.model.init == "gpt2");
+
+  torch::manual_seed(22);
+  Gpt model(plain.model, plain.ffn);
+  std::vector<torch::Tensor> before;
+  for (const auto& p : model->parameters()) before.push_back(p.clone());
+  const auto next_draw = torch::randn({4});
+  torch::manual_seed(22);
+  Gpt again(plain.model, plain.ffn);
+  apply_init_scheme(*again, "gpt2");  // a second application changes nothing, draws nothing
+  CHECK(torch::equal(torch::randn({4}), next_draw));
+  auto params = again->parameters();
+  REQUIRE(params.size() == before.size());
+  for (size_t i = 0; i < params.size(); ++i) CHECK(torch::equal(params[i], before[i]));
+  // GPT-2's N(0, 0.02) in the token embedding, unlike the reference's cut sqrt(0.1).
+  CHECK(model->named_parameters()["wte"].std().item<double>() ==
+        doctest::Approx(0.02).epsilon(0.1));
+
+  try {
+    parse_run_config(init_run_config(ffn, "xavier"), "init.json");
+    FAIL("model.init xavier accepted");
+  } catch (const ConfigError& e) {
+    CHECK(e.key() == "model.init");
+    CHECK(e.value() == "\"xavier\"");
   }
 }
