@@ -7,6 +7,8 @@
 #include <regex>
 #include <set>
 
+#include "analysis/export.h"
+
 namespace mixlab {
 
 // ---- cells and rendering --------------------------------------------------------------------
@@ -36,6 +38,24 @@ Cell Cell::of_stat(const MeanStd& stat, int decimals) {
   return c;
 }
 
+Cell Cell::of_bound(Bound bound, double value, int decimals) {
+  Cell c = of_value(value, decimals);
+  if (c.kind == Kind::number) c.bound = bound;
+  return c;
+}
+
+const char* Cell::bound_sign() const {
+  switch (bound) {
+    case Bound::less_than:
+      return "<";
+    case Bound::more_than:
+      return ">";
+    case Bound::none:
+      break;
+  }
+  return "";
+}
+
 std::optional<TableFormat> parse_table_format(const std::string& name) {
   if (name == "md" || name == "markdown") return TableFormat::markdown;
   if (name == "csv") return TableFormat::csv;
@@ -49,14 +69,9 @@ std::string fixed(double v, int decimals) {
   return fmt::format("{:.{}f}", v, decimals);
 }
 
-std::string csv_quote(const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
+// Every digit a double needs to read back exactly.
+std::string full_precision(double v) {
+  return fmt::format("{:.17g}", v);
 }
 
 std::string latex_escape(const std::string& s) {
@@ -82,6 +97,12 @@ std::string latex_escape(const std::string& s) {
       case '\\':
         out += "\\textbackslash{}";
         break;
+      case '<':  // in text mode, the default font encoding prints these as inverted marks
+        out += "\\textless{}";
+        break;
+      case '>':
+        out += "\\textgreater{}";
+        break;
       default:
         out += c;
     }
@@ -106,15 +127,7 @@ std::string render_markdown(const Table& t) {
   out += "\n";
   for (const auto& row : t.rows) {
     out += "|";
-    for (const auto& cell : row) {
-      std::string text;
-      if (cell.kind == Cell::Kind::text) text = md_escape(cell.text);
-      if (cell.kind == Cell::Kind::number) {
-        text = fixed(cell.mean, cell.decimals);
-        if (cell.has_std()) text += " ± " + fixed(cell.std, cell.decimals);
-      }
-      out += " " + text + " |";
-    }
+    for (const auto& cell : row) out += " " + md_escape(cell_text(cell)) + " |";
     out += "\n";
   }
   if (!t.notes.empty()) out += "\n";
@@ -129,8 +142,8 @@ std::string render_csv(const Table& t) {
       split[i] = split[i] || row[i].has_std();
   std::vector<std::string> header;
   for (size_t i = 0; i < t.columns.size(); ++i) {
-    header.push_back(csv_quote(t.columns[i]));
-    if (split[i]) header.push_back(csv_quote(t.columns[i] + " std"));
+    header.push_back(csv_field(t.columns[i]));
+    if (split[i]) header.push_back(csv_field(t.columns[i] + " std"));
   }
   auto join = [](const std::vector<std::string>& fields) {
     std::string line;
@@ -144,10 +157,10 @@ std::string render_csv(const Table& t) {
       const Cell cell = i < row.size() ? row[i] : Cell::empty();
       // "-" marks a missing number for people; a CSV reader wants an empty field.
       if (cell.kind == Cell::Kind::number)
-        fields.push_back(fmt::format("{:.10g}", cell.mean));
+        fields.push_back(cell.bound_sign() + full_precision(cell.mean));
       else
-        fields.push_back(cell.text == "-" ? "" : csv_quote(cell.text));
-      if (split[i]) fields.push_back(cell.has_std() ? fmt::format("{:.10g}", cell.std) : "");
+        fields.push_back(cell.text == "-" ? "" : csv_field(cell.text));
+      if (split[i]) fields.push_back(cell.has_std() ? full_precision(cell.std) : "");
     }
     out += join(fields);
   }
@@ -169,7 +182,9 @@ std::string render_latex(const Table& t) {
       std::string text;
       if (cell.kind == Cell::Kind::text) text = latex_escape(cell.text);
       if (cell.kind == Cell::Kind::number) {
-        text = "$" + fixed(cell.mean, cell.decimals);
+        text = "$";
+        if (cell.bound != Cell::Bound::none) text += std::string(cell.bound_sign()) + " ";
+        text += fixed(cell.mean, cell.decimals);
         if (cell.has_std()) text += " \\pm " + fixed(cell.std, cell.decimals);
         text += "$";
       }
@@ -177,12 +192,29 @@ std::string render_latex(const Table& t) {
     }
     out += " \\\\\n";
   }
-  out += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
-  for (const auto& note : t.notes) out += "% " + note + "\n";
+  out += "\\bottomrule\n\\end{tabular}\n";
+  // The notes say how the numbers were made and what they leave out: printed under the
+  // table, not hidden in comments.
+  if (!t.notes.empty()) {
+    out += "\\par\\smallskip\n{\\footnotesize\n";
+    for (const auto& note : t.notes) out += latex_escape(note) + "\\par\n";
+    out += "}\n";
+  }
+  out += "\\end{table}\n";
   return out + "\n";
 }
 
 }  // namespace
+
+std::string cell_text(const Cell& cell) {
+  if (cell.kind == Cell::Kind::text) return cell.text;
+  if (cell.kind != Cell::Kind::number) return "";
+  std::string text;
+  if (cell.bound != Cell::Bound::none) text = std::string(cell.bound_sign()) + " ";
+  text += fixed(cell.mean, cell.decimals);
+  if (cell.has_std()) text += " ± " + fixed(cell.std, cell.decimals);
+  return text;
+}
 
 std::string render_table(const Table& table, TableFormat format) {
   switch (format) {
@@ -353,11 +385,11 @@ Table speedup_table(SweepData& data) {
   t.name = "speedup";
   t.title =
       fmt::format("{}: steps and wall-clock to the dense baseline's final loss", data.sweep());
-  t.columns = {"variant",           "runs",
-               "eval loss",         "step to target",
-               "speed-up (steps)",  "wall s to target",
-               "speed-up (wall)",   "ms/step",
-               "step time vs dense"};
+  t.columns = {"variant",          "runs",
+               "reached",          "eval loss",
+               "step to target",   "speed-up (steps)",
+               "wall s to target", "speed-up (wall)",
+               "ms/step",          "step time vs dense"};
   const SweepData::Variant* dense = data.dense();
   if (!dense) {
     t.notes.push_back(
@@ -386,35 +418,64 @@ Table speedup_table(SweepData& data) {
   const double base_wall = mean_std(dense_walls).mean;
   const double base_ms = mean_std(run_means(data, *dense, "time/step_ms")).mean;
 
+  bool any_bound = false;
   for (const auto& v : data.variants()) {
-    std::vector<double> steps, walls;
-    int missed = 0;
+    // steps, walls: the seeds that reached the target. floor_*: every seed, a seed that never
+    // reached it counted at its last evaluation (it would have needed more): their mean is a
+    // lower bound on the variant's mean, and the speed-up it gives an upper bound.
+    std::vector<double> steps, walls, floor_steps, floor_walls;
+    bool bounded = true;  // false when a seed that missed has no evaluation to bound it
     for (const auto& run : v.finished) {
-      Reach r = reach_target(data.series(run.run_id, "eval/loss"), target.mean);
-      if (!r.step) {
-        ++missed;
-        continue;
+      const auto& loss = data.series(run.run_id, "eval/loss");
+      Reach r = reach_target(loss, target.mean);
+      if (r.step) {
+        steps.push_back(*r.step);
+        walls.push_back(*r.wall_s);
+        floor_steps.push_back(*r.step);
+        floor_walls.push_back(*r.wall_s);
+      } else if (!loss.empty()) {
+        floor_steps.push_back(double(loss.back().step));
+        floor_walls.push_back(loss.back().wall_s);
+      } else {
+        bounded = false;
       }
-      steps.push_back(*r.step);
-      walls.push_back(*r.wall_s);
     }
-    const MeanStd step_stat = mean_std(steps), wall_stat = mean_std(walls);
+    const size_t finished = v.finished.size(), reached = steps.size();
+    std::vector<Cell> to_target;  // step, speed-up (steps), wall, speed-up (wall)
+    if (finished == 0) {
+      to_target.assign(4, Cell::of_text("-"));
+    } else if (reached == finished) {
+      const MeanStd step_stat = mean_std(steps), wall_stat = mean_std(walls);
+      to_target = {Cell::of_stat(step_stat, 0), Cell::of_value(base_steps / step_stat.mean, 2),
+                   Cell::of_stat(wall_stat, 1), Cell::of_value(base_wall / wall_stat.mean, 2)};
+    } else if (bounded) {
+      any_bound = true;
+      const double step_floor = mean_std(floor_steps).mean, wall_floor = mean_std(floor_walls).mean;
+      to_target = {Cell::of_bound(Cell::Bound::more_than, step_floor, 0),
+                   Cell::of_bound(Cell::Bound::less_than, base_steps / step_floor, 2),
+                   Cell::of_bound(Cell::Bound::more_than, wall_floor, 1),
+                   Cell::of_bound(Cell::Bound::less_than, base_wall / wall_floor, 2)};
+    } else {
+      to_target.assign(4, Cell::of_text(reached == 0 ? "not reached" : "-"));
+    }
     const MeanStd ms = mean_std(run_means(data, v, "time/step_ms"));
     t.rows.push_back({Cell::of_text(v.name), Cell::of_text(runs_cell(v)),
-                      Cell::of_stat(mean_std(data.finals(v, "eval/loss")), 4),
-                      step_stat.n ? Cell::of_stat(step_stat, 0) : Cell::of_text("not reached"),
-                      Cell::of_value(base_steps / step_stat.mean, 2),
-                      wall_stat.n ? Cell::of_stat(wall_stat, 1) : Cell::of_text("not reached"),
-                      Cell::of_value(base_wall / wall_stat.mean, 2), Cell::of_stat(ms, 1),
+                      Cell::of_text(fmt::format("{}/{}", reached, finished)),
+                      Cell::of_stat(mean_std(data.finals(v, "eval/loss")), 4), to_target[0],
+                      to_target[1], to_target[2], to_target[3], Cell::of_stat(ms, 1),
                       Cell::of_value(ms.mean / base_ms, 2)});
-    if (missed > 0 && missed == int(v.finished.size()))
+    if (finished > 0 && reached == 0)
       t.notes.push_back(fmt::format("{}: no finished seed reached the target", v.name));
-    else if (missed > 0)
-      t.notes.push_back(
-          fmt::format("{}: {} of {} finished seeds never reached the target; the "
-                      "step and wall-clock columns average the others",
-                      v.name, missed, v.finished.size()));
+    else if (reached < finished)
+      t.notes.push_back(fmt::format("{}: {} of {} finished seeds never reached the target", v.name,
+                                    finished - reached, finished));
   }
+  if (any_bound)
+    t.notes.push_back(
+        "where not every finished seed reached the target (reached < finished), a seed that did "
+        "not counts at its last evaluation, the fewest steps and least wall-clock it could have "
+        "needed: step and wall-clock to target are then lower bounds (>), the speed-ups upper "
+        "bounds (<), never a plain mean of the lucky seeds");
   t.notes.insert(t.notes.begin(),
                  fmt::format("target = final eval loss of the dense baseline \"{}\" = {:.4f} "
                              "(mean of {} seeds); a run reaches it where its eval/loss curve, "
@@ -425,7 +486,8 @@ Table speedup_table(SweepData& data) {
                  fmt::format("speed-up = dense's whole run ({:.0f} steps, {:.1f} s: the step and "
                              "wall-clock of its last evaluation) / the variant's mean step or "
                              "wall-clock to the target; ms/step is the mean of time/step_ms over "
-                             "the logged steps; step time vs dense = ms/step / dense's",
+                             "the logged steps; step time vs dense = ms/step / dense's; reached = "
+                             "finished seeds that reached the target / finished seeds",
                              base_steps, base_wall));
   t.notes.push_back(kStatNote);
   return t;
@@ -478,12 +540,16 @@ Table costs_table(SweepData& data) {
       dense ? first_known(*dense, [](const RunRow& r) { return r.flops_per_token; }) : NAN;
   for (const auto& v : data.variants()) {
     const double flops = first_known(v, [](const RunRow& r) { return r.flops_per_token; });
+    // Passes depend on how far a run got: the mean over the finished seeds, like every
+    // statistic, not whichever run comes first.
+    std::vector<double> passes;
+    for (const auto& run : v.finished) passes.push_back(run.passes ? *run.passes : NAN);
     t.rows.push_back(
         {Cell::of_text(v.name), Cell::of_text(runs_cell(v)),
          Cell::of_value(first_known(v, [](const RunRow& r) { return r.params_total; }), 0),
          Cell::of_value(first_known(v, [](const RunRow& r) { return r.params_active; }), 0),
          Cell::of_value(flops, 0), Cell::of_value(flops / dense_flops, 3),
-         Cell::of_value(first_known(v, [](const RunRow& r) { return r.passes; }), 3),
+         Cell::of_stat(mean_std(passes), 3),
          Cell::of_stat(mean_std(run_means(data, v, "time/step_ms")), 1),
          Cell::of_stat(mean_std(data.finals(v, "time/wall_s")), 1)});
   }
@@ -608,10 +674,8 @@ Table grid_table(SweepData& data) {
     }
   for (const auto* v : outside) {
     const MeanStd loss = mean_std(data.finals(*v, "eval/loss"));
-    std::string text = loss.n == 0 ? "-" : fixed(loss.mean, 4);
-    if (loss.n > 1) text += " ± " + fixed(loss.std, 4);
-    t.notes.push_back(
-        fmt::format("{} (outside the grid): eval loss {} ({} finished)", v->name, text, loss.n));
+    t.notes.push_back(fmt::format("{} (outside the grid): eval loss {} ({} finished)", v->name,
+                                  cell_text(Cell::of_stat(loss, 4)), loss.n));
   }
   t.notes.push_back("cells: final eval loss (nats per token), " + kStatNote +
                     "; - where no variant or no finished run has that cell");

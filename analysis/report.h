@@ -20,19 +20,32 @@ namespace mixlab {
 
 struct Cell {
   enum class Kind { empty, text, number };
+  // A number may be only a bound on the true value (a speed-up computed with seeds that never
+  // reached the target counted at their last evaluation): every format shows the sign, so a
+  // bound never reads as a plain value.
+  enum class Bound { none, less_than, more_than };
   Kind kind = Kind::empty;
   std::string text;
   double mean = NAN;
   double std = NAN;  // NaN: a single value, no spread to show
   int n = 0;         // seeds behind a statistic (0 for a plain value)
   int decimals = 4;
+  Bound bound = Bound::none;
 
   static Cell empty() { return {}; }
   static Cell of_text(std::string text);
   static Cell of_value(double value, int decimals);  // NaN renders as "-"
   static Cell of_stat(const MeanStd& stat, int decimals);
+  // The true value is below (less_than) or above (more_than) `value`; NaN renders as "-".
+  static Cell of_bound(Bound bound, double value, int decimals);
   bool has_std() const { return kind == Kind::number && !std::isnan(std); }
+  // "<" or ">" for a bound, "" otherwise.
+  const char* bound_sign() const;
 };
+
+// A cell as people read it, without escaping: "1.4500 ± 0.0707", "< 1.04", "not reached", ""
+// (what the Markdown table shows; for renderers of other formats).
+std::string cell_text(const Cell& cell);
 
 struct Table {
   std::string name;   // summary, speedup, temperature, costs, transition
@@ -48,8 +61,10 @@ std::optional<TableFormat> parse_table_format(const std::string& name);
 
 // Markdown: a pipe table with "mean ± std" cells and the notes as a list below.
 // CSV: a header row and one line per row; a column holding seed statistics becomes two,
-//      "NAME" (the mean) and "NAME std", with full precision; no notes.
-// LaTeX: a booktabs tabular inside a table with the title as caption; notes as comments.
+//      "NAME" (the mean) and "NAME std"; numbers with 17 significant digits (they read back
+//      exactly); a bound is the number prefixed by "<" or ">" (so it never parses as a plain
+//      value); no notes.
+// LaTeX: a booktabs tabular inside a table with the title as caption, the notes below it.
 std::string render_table(const Table& table, TableFormat format);
 
 // Everything a table needs about one sweep, read once: its variants in expansion order,

@@ -20,7 +20,7 @@ std::string si(double v) {
 std::vector<VariantSummary> summarize_sweep(Store& store, const std::string& sweep) {
   std::vector<VariantSummary> rows;
   std::map<std::string, size_t> index;
-  std::map<std::string, std::vector<double>> losses, discrete, walls;
+  std::map<std::string, std::vector<double>> losses, discrete, walls, passes;
   for (const RunRow& run : store.sweep_runs(sweep)) {
     auto [it, added] = index.emplace(run.variant, rows.size());
     if (added) rows.push_back(VariantSummary{run.variant});
@@ -30,9 +30,9 @@ std::vector<VariantSummary> summarize_sweep(Store& store, const std::string& swe
     if (run.params_total) row.params_total = double(*run.params_total);
     if (run.params_active) row.params_active = double(*run.params_active);
     if (run.flops_per_token) row.flops_per_token = *run.flops_per_token;
-    if (run.passes) row.passes = *run.passes;
     if (run.status != "finished") continue;
     ++row.finished;
+    if (run.passes) passes[run.variant].push_back(*run.passes);
     auto last = [&](const std::string& key) -> std::optional<double> {
       auto series = store.metric_series(run.run_id, key);
       if (series.empty() || std::isnan(series.back().value)) return std::nullopt;
@@ -56,6 +56,7 @@ std::vector<VariantSummary> summarize_sweep(Store& store, const std::string& swe
     row.eval_loss_std = l.size() > 1 ? std::sqrt(ss / double(l.size() - 1)) : 0.0;
     if (!discrete[row.variant].empty()) row.eval_discrete_mean = mean(discrete[row.variant]);
     row.wall_s_mean = mean(walls[row.variant]);
+    row.passes = mean(passes[row.variant]);
   }
   return rows;
 }
@@ -74,10 +75,10 @@ std::string format_summary(const std::string& sweep, const std::vector<VariantSu
     std::string disc = r.eval_discrete_mean ? fmt::format("{:.4f}", *r.eval_discrete_mean) : "-";
     std::string runs = fmt::format("{}/{}", r.finished, r.runs);
     out += fmt::format(
-        "{:<{}}  {:>5}  {:>17}  {:>9}  {:>7}  {:>7}  {:>9}  {:>7}  {:>6.3f}\n", r.variant, width,
-        runs, loss, disc, si(r.params_total), si(r.params_active), si(r.flops_per_token),
+        "{:<{}}  {:>5}  {:>17}  {:>9}  {:>7}  {:>7}  {:>9}  {:>7}  {:>6}\n", r.variant, width, runs,
+        loss, disc, si(r.params_total), si(r.params_active), si(r.flops_per_token),
         std::isnan(r.wall_s_mean) ? std::string("-") : fmt::format("{:.1f}", r.wall_s_mean),
-        r.passes);
+        std::isnan(r.passes) ? std::string("-") : fmt::format("{:.3f}", r.passes));
   }
   return out;
 }

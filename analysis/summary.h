@@ -17,7 +17,8 @@ struct VariantSummary {
   double eval_loss_mean = 0, eval_loss_std = 0;
   std::optional<double> eval_discrete_mean;
   double params_total = 0, params_active = 0, flops_per_token = 0;
-  double wall_s_mean = 0, passes = 0;
+  double wall_s_mean = 0;
+  double passes = 0;  // mean over the finished runs (NaN when none has finished)
 };
 
 // Variants in expansion order.

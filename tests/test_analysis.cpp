@@ -1,6 +1,7 @@
 // Tables, plots and exports drawn from a database built by hand with known numbers: every
 // expected value below is worked out in the comments, not taken from the code under test.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "analysis/plot.h"
 #include "analysis/report.h"
 #include "analysis/stats.h"
+#include "analysis/summary.h"
 #include "results/store.h"
 #include "test_helpers.h"
 #include "test_paths.h"
@@ -31,6 +33,7 @@ struct HandRun {
   RunInfo info;
   // step -> (wall_s, metrics at that step)
   std::vector<std::tuple<int64_t, double, std::vector<std::pair<std::string, double>>>> steps;
+  double passes = 0.1;  // logged with every step
 };
 
 void write_sweep(Store& store, const std::string& sweep, std::vector<HandRun> runs,
@@ -50,7 +53,7 @@ void write_sweep(Store& store, const std::string& sweep, std::vector<HandRun> ru
     REQUIRE(claimed->variant == r.variant);
     store.set_run_info(claimed->run_id, "w", r.info);
     for (const auto& [step, wall, values] : r.steps)
-      store.log_step(claimed->run_id, "w", step, values, wall, 0.1);
+      store.log_step(claimed->run_id, "w", step, values, wall, r.passes);
     store.end_run(claimed->run_id, "w", "finished", "");
   }
 }
@@ -225,10 +228,21 @@ std::vector<std::vector<std::string>> parse_csv(const std::string& text) {
   return rows;
 }
 
-std::map<std::string, std::string> as_record(const std::vector<std::string>& header,
-                                             const std::vector<std::string>& row) {
-  std::map<std::string, std::string> out;
-  for (size_t i = 0; i < header.size() && i < row.size(); ++i) out[header[i]] = row[i];
+// One CSV row by column name. A column that is not there throws, so a renamed or dropped
+// column fails the check instead of reading as an empty field.
+struct Record {
+  std::map<std::string, std::string> fields;
+  const std::string& operator[](const std::string& column) const {
+    auto it = fields.find(column);
+    if (it == fields.end()) throw std::out_of_range("no CSV column \"" + column + "\"");
+    return it->second;
+  }
+};
+
+Record as_record(const std::vector<std::string>& header, const std::vector<std::string>& row) {
+  REQUIRE(header.size() == row.size());
+  Record out;
+  for (size_t i = 0; i < header.size(); ++i) out.fields[header[i]] = row[i];
   return out;
 }
 
@@ -302,18 +316,39 @@ TEST_CASE("report tables: mean +- std, step and wall-clock to the dense loss, sp
     CHECK(cell(t, "dense", "ms/step").mean == doctest::Approx(12));
     CHECK(cell(t, "mot", "ms/step").mean == doctest::Approx(15));
     CHECK(cell(t, "mot", "step time vs dense").mean == doctest::Approx(1.25));
+    CHECK(cell(t, "mot", "reached").text == "2/2");
+    CHECK(cell(t, "mot", "speed-up (steps)").bound == Cell::Bound::none);
     // dense seed 0 (2.6 @100 -> 2.1 @200) never gets to 2.0; seed 1 (2.5 -> 1.9) does at
-    // 100 + (0.5 / 0.6) * 100 = 183.33
-    CHECK(cell(t, "dense", "step to target").mean == doctest::Approx(183.3333));
-    CHECK(cell(t, "dense", "step to target").n == 1);
-    CHECK(cell(t, "never", "step to target").text == "not reached");
-    bool never_noted = false, dense_noted = false;
+    // 100 + (0.5 / 0.6) * 100 = 183.33 (wall 12 + 0.8333 * 12 = 22 s). Seed 0 counts at its
+    // last evaluation, step 200 and 20 s: the mean is at least (183.33 + 200) / 2 = 191.67
+    // steps and 21 s, so the speed-ups are at most 200 / 191.67 = 1.0434783 and 22 / 21 =
+    // 1.0476190. (Averaging the seed that reached it alone gave dense a speed-up of 1.09 over
+    // itself.)
+    CHECK(cell(t, "dense", "reached").text == "1/2");
+    CHECK(cell(t, "dense", "step to target").mean == doctest::Approx(191.6667));
+    CHECK(cell(t, "dense", "step to target").bound == Cell::Bound::more_than);
+    CHECK_FALSE(cell(t, "dense", "step to target").has_std());
+    CHECK(cell(t, "dense", "speed-up (steps)").mean == doctest::Approx(1.0434783));
+    CHECK(cell(t, "dense", "speed-up (steps)").bound == Cell::Bound::less_than);
+    CHECK(cell(t, "dense", "wall s to target").mean == doctest::Approx(21));
+    CHECK(cell(t, "dense", "wall s to target").bound == Cell::Bound::more_than);
+    CHECK(cell(t, "dense", "speed-up (wall)").mean == doctest::Approx(1.0476190));
+    CHECK(cell(t, "dense", "speed-up (wall)").bound == Cell::Bound::less_than);
+    // "never" ends at 2.5: at least 200 steps and 20 s, a speed-up of at most 1 and 22 / 20.
+    CHECK(cell(t, "never", "reached").text == "0/1");
+    CHECK(cell(t, "never", "step to target").mean == doctest::Approx(200));
+    CHECK(cell(t, "never", "step to target").bound == Cell::Bound::more_than);
+    CHECK(cell(t, "never", "speed-up (wall)").mean == doctest::Approx(1.1));
+    CHECK(cell(t, "never", "speed-up (wall)").bound == Cell::Bound::less_than);
+    bool never_noted = false, dense_noted = false, bounds_noted = false;
     for (const auto& note : t.notes) {
       never_noted = never_noted || contains(note, "never: no finished seed reached");
       dense_noted = dense_noted || contains(note, "dense: 1 of 2 finished seeds never");
+      bounds_noted = bounds_noted || contains(note, "the speed-ups upper bounds (<)");
     }
     CHECK(never_noted);
     CHECK(dense_noted);
+    CHECK(bounds_noted);
     CHECK(contains(t.notes.front(), "2.0000"));
   }
 
@@ -352,23 +387,252 @@ TEST_CASE("report tables: mean +- std, step and wall-clock to the dense loss, sp
   SUBCASE("renderings carry the numbers") {
     const Table& t = table_named(tables, "speedup");
     const std::string md = render_table(t, TableFormat::markdown);
-    CHECK(contains(md, "| mot | 2/3 | 1.4500 ± 0.0707 | 145 ± 7 | 1.38 | 18.0 ± 2.8 | 1.22 |"));
-    CHECK(contains(md, "| never | 1/1 | 2.5000 | not reached | - |"));
+    CHECK(
+        contains(md, "| mot | 2/3 | 2/2 | 1.4500 ± 0.0707 | 145 ± 7 | 1.38 | 18.0 ± 2.8 | 1.22 |"));
+    CHECK(contains(md, "| never | 1/1 | 0/1 | 2.5000 | > 200 | < 1.00 | > 20.0 | < 1.10 |"));
     const std::string tex = render_table(t, TableFormat::latex);
-    CHECK(contains(tex, "mot & 2/3 & $1.4500 \\pm 0.0707$ & $145 \\pm 7$ & $1.38$"));
+    CHECK(contains(tex, "mot & 2/3 & 2/2 & $1.4500 \\pm 0.0707$ & $145 \\pm 7$ & $1.38$"));
+    CHECK(contains(tex, "never & 1/1 & 0/1 & $2.5000$ & $> 200$ & $< 1.00$"));
     CHECK(contains(tex, "\\toprule"));
+    // The notes are printed under the table (escaped), not hidden in comments.
+    CHECK(contains(tex, "never: no finished seed reached the target\\par"));
+    CHECK(contains(tex, "upper bounds (\\textless{})"));
+    CHECK_FALSE(contains(tex, "\n%  "));
     const auto rows = parse_csv(render_table(t, TableFormat::csv));
     REQUIRE(rows.size() == 4);  // header, dense, mot, never
     auto mot = as_record(rows[0], rows[2]);
     CHECK(mot["variant"] == "mot");
+    CHECK(mot["reached"] == "2/2");
     CHECK(std::stod(mot["step to target"]) == doctest::Approx(145));
     CHECK(std::stod(mot["step to target std"]) == doctest::Approx(7.0710678));
     CHECK(std::stod(mot["speed-up (wall)"]) == doctest::Approx(1.2222222));
-    CHECK(as_record(rows[0], rows[3])["speed-up (steps)"] == "");
+    auto never = as_record(rows[0], rows[3]);
+    CHECK(never["reached"] == "0/1");
+    CHECK(never["step to target"] == ">200");
+    CHECK(never["speed-up (steps)"] == "<1");
+    CHECK(never["speed-up (wall)"] == "<1.1000000000000001");  // 22 / 20, every digit
     const std::string temp_md =
         render_table(table_named(tables, "temperature"), TableFormat::markdown);
     CHECK(contains(temp_md, "-1.040 ± 0.490"));
   }
+}
+
+TEST_CASE("speedup: seeds that never reach the target make the speed-up a bound in every format") {
+  // Dense: both seeds 3.0 @0 -> 2.0 @200 (20 s): target 2.0, baseline 200 steps, 20 s.
+  // "lucky" seed 0: 3.0 @0 -> 1.8 @100 (10 s) -> 1.8 @200: crosses 2.0 at 1 / 1.2 of the first
+  // segment, step 83.33, 8.333 s. Seed 1 stays at 3.0. Its mean loss, 2.4 +- 0.8485, is worse
+  // than dense's, yet the lucky seed alone gives a speed-up of 200 / 83.33 = 2.4. Counting
+  // seed 1 at its last evaluation (200 steps, 20 s) bounds the mean below by 141.67 steps and
+  // 14.17 s: the speed-ups are at most 200 / 141.67 = 1.4117647 and 20 / 14.17 = 1.4117647.
+  auto curve = [](double mid, double end) {
+    return std::vector<std::tuple<int64_t, double, std::vector<std::pair<std::string, double>>>>{
+        {0, 0.0, {{"eval/loss", 3.0}}},
+        {100, 10.0, {{"eval/loss", mid}}},
+        {200, 20.0, {{"eval/loss", end}}}};
+  };
+  Json lucky = config_of("mot");
+  testing::TempDir dir;
+  Store store(dir / "r.db");
+  write_sweep(store, "lucky",
+              {{"dense", 0, config_of("dense"), true, info(1, 1, 1), curve(2.5, 2.0)},
+               {"dense", 1, config_of("dense"), true, info(1, 1, 1), curve(2.5, 2.0)},
+               {"lucky", 0, lucky, true, info(1, 1, 1), curve(1.8, 1.8)},
+               {"lucky", 1, lucky, true, info(1, 1, 1), curve(3.0, 3.0)}});
+  const Table t = build_tables(store, "lucky", "speedup").at(0);
+  CHECK(cell(t, "lucky", "reached").text == "1/2");
+  CHECK(cell(t, "lucky", "speed-up (steps)").mean == doctest::Approx(1.4117647));
+  CHECK(cell(t, "lucky", "speed-up (steps)").bound == Cell::Bound::less_than);
+  CHECK(cell(t, "lucky", "step to target").mean == doctest::Approx(141.6667));
+  CHECK(cell(t, "lucky", "wall s to target").mean == doctest::Approx(14.16667));
+  CHECK(cell(t, "lucky", "speed-up (wall)").mean == doctest::Approx(1.4117647));
+  CHECK(cell(t, "dense", "reached").text == "2/2");
+  CHECK(cell(t, "dense", "speed-up (steps)").bound == Cell::Bound::none);
+  CHECK(cell(t, "dense", "speed-up (steps)").mean == doctest::Approx(1.0));
+
+  const std::string md = render_table(t, TableFormat::markdown);
+  INFO(md);
+  CHECK(contains(md, "| lucky | 2/2 | 1/2 | 2.4000 ± 0.8485 | > 142 | < 1.41 | > 14.2 | < 1.41 |"));
+  CHECK(contains(md, "lucky: 1 of 2 finished seeds never reached the target"));
+  CHECK_FALSE(contains(md, "2.40 |"));  // the lucky seed's own speed-up appears nowhere
+  const std::string tex = render_table(t, TableFormat::latex);
+  CHECK(contains(tex,
+                 "lucky & 2/2 & 1/2 & $2.4000 \\pm 0.8485$ & $> 142$ & $< 1.41$ & "
+                 "$> 14.2$ & $< 1.41$"));
+  CHECK(contains(tex, "lucky: 1 of 2 finished seeds never reached the target\\par"));
+  const auto rows = parse_csv(render_table(t, TableFormat::csv));
+  REQUIRE(rows.size() == 3);
+  auto row = as_record(rows[0], rows[2]);
+  CHECK(row["variant"] == "lucky");
+  CHECK(row["reached"] == "1/2");
+  // A bound cannot be read as a plain number: a CSV reader converting it fails loudly.
+  REQUIRE(row["speed-up (steps)"].substr(0, 1) == "<");
+  CHECK(std::stod(row["speed-up (steps)"].substr(1)) == doctest::Approx(1.4117647));
+  CHECK_THROWS(std::stod(row["speed-up (steps)"]));
+  CHECK(row["step to target"].substr(0, 1) == ">");
+  CHECK(row["speed-up (wall)"].substr(0, 1) == "<");
+  CHECK(std::stod(as_record(rows[0], rows[1])["speed-up (steps)"]) == 1.0);
+}
+
+TEST_CASE("report csv: every number reads back exactly (17 significant digits)") {
+  testing::TempDir dir;
+  Store store(dir / "r.db");
+  write_hand_sweep(store);
+  int numbers = 0;
+  bool needs_more_than_10_digits = false;
+  for (const Table& t : build_tables(store, "hand", "all")) {
+    CAPTURE(t.name);
+    const auto rows = parse_csv(render_table(t, TableFormat::csv));
+    REQUIRE(rows.size() == t.rows.size() + 1);
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      auto record = as_record(rows[0], rows[r + 1]);
+      for (size_t c = 0; c < t.columns.size(); ++c) {
+        const Cell& cell = t.rows[r][c];
+        if (cell.kind != Cell::Kind::number) continue;
+        CAPTURE(t.columns[c]);
+        std::string field = record[t.columns[c]];
+        if (cell.bound != Cell::Bound::none) field = field.substr(1);
+        CHECK(std::stod(field) == cell.mean);  // exact: not Approx
+        if (cell.has_std()) CHECK(std::stod(record[t.columns[c] + " std"]) == cell.std);
+        needs_more_than_10_digits =
+            needs_more_than_10_digits || std::stod(fmt::format("{:.10g}", cell.mean)) != cell.mean;
+        ++numbers;
+      }
+    }
+  }
+  CHECK(numbers > 30);
+  CHECK(needs_more_than_10_digits);  // e.g. 200 / 145: ten digits would not round-trip
+}
+
+namespace {
+
+// Three seeds ending at 10000, 10000.0001 and 10000.0002: std 1e-4. The one-pass formula
+// (sum x^2 - (sum x)^2 / n) / (n - 1) subtracts two numbers near 3e8 and keeps about one
+// digit of the 1e-8 variance. Writes the sweep "precise" and returns the std computed by a
+// float64 two-pass loop.
+double write_precise_sweep(const std::string& db) {
+  const std::vector<double> finals = {10000.0, 10000.0001, 10000.0002};
+  Store store(db);
+  std::vector<HandRun> runs;
+  for (int seed = 0; seed < 3; ++seed)
+    runs.push_back(
+        {"v",
+         seed,
+         config_of("mot"),
+         true,
+         info(1, 1, 1),
+         {{0, 0.0, {{"eval/loss", 11000.0}}}, {10, 1.0, {{"eval/loss", finals[size_t(seed)]}}}}});
+  runs.push_back({"v", 3, config_of("mot"), false});  // pending: not averaged
+  write_sweep(store, "precise", runs);
+  double mean = 0, squares = 0, sum = 0, sum_squares = 0;
+  for (double x : finals) mean += x / 3;
+  for (double x : finals) {
+    squares += (x - mean) * (x - mean);
+    sum += x;
+    sum_squares += x * x;
+  }
+  const double expected = std::sqrt(squares / 2);
+  const double one_pass = std::sqrt(std::max(0.0, (sum_squares - sum * sum / 3) / 2));
+  REQUIRE(std::fabs(one_pass - expected) / expected > 1e-3);  // the case tells them apart
+  return expected;
+}
+
+// n, mean and std of the "precise" sweep's final eval loss in the variant_final view.
+std::vector<std::string> precise_variant_final(const std::string& db) {
+  const auto rows =
+      testing::sql_rows(db,
+                        "SELECT n, printf('%.17g', mean), printf('%.17g', std) FROM variant_final "
+                        "WHERE sweep = 'precise' AND variant = 'v' AND key = 'eval/loss'");
+  REQUIRE(rows.size() == 1);
+  return rows[0];
+}
+
+}  // namespace
+
+TEST_CASE("variant_final: two-pass sample std, exact where the one-pass formula cancels") {
+  testing::TempDir dir;
+  const std::string db = dir / "r.db";
+  const double expected = write_precise_sweep(db);
+  const auto row = precise_variant_final(db);
+  CHECK(row[0] == "3");
+  CHECK(std::stod(row[1]) == doctest::Approx(10000.0001).epsilon(1e-15));
+  CHECK(std::fabs(std::stod(row[2]) - expected) / expected < 1e-9);
+  CHECK(std::stod(row[2]) == doctest::Approx(1e-4).epsilon(1e-6));
+}
+
+TEST_CASE("variant_final: a version-1 database gets the new view when a write command opens it") {
+  testing::TempDir dir;
+  const std::string db = dir / "r.db";
+  const double expected = write_precise_sweep(db);
+  // Put back version 1's one-pass view and version number.
+  auto old = testing::run_command(
+      "sqlite3 " + db +
+      " \"DROP VIEW variant_final; CREATE VIEW variant_final AS"
+      " SELECT s.name AS sweep, sr.variant, f.key, COUNT(f.value) AS n, AVG(f.value) AS mean,"
+      " CASE WHEN COUNT(f.value) > 1 THEN sqrt(max(0.0, (SUM(f.value * f.value) -"
+      " SUM(f.value) * SUM(f.value) / COUNT(f.value)) / (COUNT(f.value) - 1))) ELSE 0.0 END AS std"
+      " FROM run_final f JOIN sweep_runs sr USING (run_id) JOIN sweeps s USING (sweep_id)"
+      " JOIN runs r USING (run_id) WHERE r.status = 'finished' GROUP BY s.name, sr.variant, f.key;"
+      " CREATE VIEW mine AS SELECT 1; PRAGMA user_version = 1;\"");
+  INFO(old.output);
+  REQUIRE(old.status == 0);
+  REQUIRE(std::fabs(std::stod(precise_variant_final(db)[2]) - expected) / expected > 1e-3);
+  { Store upgraded(db, false); }  // what sweep run does first
+  CHECK(std::fabs(std::stod(precise_variant_final(db)[2]) - expected) / expected < 1e-9);
+  CHECK(testing::sql_int(db, "PRAGMA user_version") >= 2);
+  CHECK(testing::sql_int(db, "SELECT * FROM mine") == 1);  // a user's own view is kept
+}
+
+TEST_CASE("passes: the mean over the finished seeds, in the costs table and the run summary") {
+  // Seeds 0 and 1 of "mot" end at 0.2 and 0.4 passes: 0.3 +- 0.1414214. A third seed is
+  // pending (its passes would be NULL), and no single run's value is the answer.
+  testing::TempDir dir;
+  Store store(dir / "r.db");
+  auto ending = [](double loss) {
+    return std::vector<std::tuple<int64_t, double, std::vector<std::pair<std::string, double>>>>{
+        {10, 1.0, {{"eval/loss", loss}}}};
+  };
+  write_sweep(store, "passes",
+              {{"mot", 0, config_of("mot"), true, info(1, 1, 1), ending(2.0), 0.2},
+               {"mot", 1, config_of("mot"), true, info(1, 1, 1), ending(2.2), 0.4},
+               {"mot", 2, config_of("mot"), false}});
+  const Table costs = build_tables(store, "passes", "costs").at(0);
+  CHECK(cell(costs, "mot", "passes").mean == doctest::Approx(0.3));
+  CHECK(cell(costs, "mot", "passes").std == doctest::Approx(0.1414214));
+  CHECK(cell(costs, "mot", "passes").n == 2);
+  const auto summary = summarize_sweep(store, "passes");
+  REQUIRE(summary.size() == 1);
+  CHECK(summary[0].passes == doctest::Approx(0.3));
+  CHECK(contains(format_summary("passes", summary), " 0.300\n"));
+}
+
+TEST_CASE("sql helpers fail the test on a query error instead of reading 0") {
+  testing::TempDir dir;
+  const std::string db = dir / "r.db";
+  {
+    Store store(db);
+    write_hand_sweep(store);
+  }
+  CHECK(testing::sql_int(db, "SELECT COUNT(*) FROM runs") == 6);
+  // A renamed or missing column, a missing table, no row, a NULL, a real, two rows: each
+  // throws, where reading the sqlite3 shell's output as a number gave 0 and passed.
+  CHECK_THROWS_WITH_AS(testing::sql_int(db, "SELECT COUNT(*) FROM runs WHERE hots IS NULL"),
+                       doctest::Contains("no such column: hots"), testing::SqlError);
+  CHECK_THROWS_AS(testing::sql_int(db, "SELECT COUNT(*) FROM nothing"), testing::SqlError);
+  CHECK_THROWS_AS(testing::sql_int(db, "SELECT run_id FROM runs WHERE 0"), testing::SqlError);
+  CHECK_THROWS_AS(testing::sql_int(db, "SELECT MAX(run_id) FROM runs WHERE 0"), testing::SqlError);
+  CHECK_THROWS_AS(testing::sql_int(db, "SELECT 0.5"), testing::SqlError);
+  CHECK_THROWS_AS(testing::sql_int(db, "SELECT run_id FROM runs"), testing::SqlError);
+  CHECK_THROWS_AS(testing::sql_rows(db, "SELECT error FROM runs"), testing::SqlError);
+  CHECK_THROWS_AS(testing::sql_int(db + ".missing", "SELECT 1"), testing::SqlError);
+  testing::write_text(dir / "not.db", std::string(4096, 'x'));
+  CHECK_THROWS_AS(testing::sql_int(dir / "not.db", "SELECT 1 FROM runs"), testing::SqlError);
+}
+
+TEST_CASE("stats: the sample std is stable when the spread is tiny next to the values") {
+  // 1e9 + {1, 2, 3}: std exactly 1. A one-pass formula loses every digit here.
+  MeanStd s = mean_std({1e9 + 1, 1e9 + 2, 1e9 + 3});
+  CHECK(s.mean == 1e9 + 2);
+  CHECK(s.std == doctest::Approx(1.0).epsilon(1e-12));
 }
 
 TEST_CASE("report: transition table, and a sweep without a dense baseline says so") {
@@ -488,6 +752,18 @@ TEST_CASE("sweep report, plot and export through the real binary") {
     auto tex =
         testing::run_command(kSweepBin + " report hand --table speedup --format latex --db " + db);
     CHECK(contains(tex.output, "$145 \\pm 7$"));
+    // Dense: one of its two seeds reached its own final loss; the CSV says so and gives the
+    // speed-up as a bound (200 / 191.67 = 1.0434783), not as the other seed's 1.09.
+    auto speed_csv =
+        testing::run_command(kSweepBin + " report hand --table speedup --format csv --db " + db);
+    CHECK(speed_csv.status == 0);
+    auto speed = parse_csv(speed_csv.output);
+    REQUIRE(speed.size() == 4);
+    auto dense = as_record(speed[0], speed[1]);
+    CHECK(dense["variant"] == "dense");
+    CHECK(dense["reached"] == "1/2");
+    REQUIRE(dense["speed-up (steps)"].substr(0, 1) == "<");
+    CHECK(std::stod(dense["speed-up (steps)"].substr(1)) == doctest::Approx(1.0434783));
     auto bad = testing::run_command(kSweepBin + " report hand --format html --db " + db);
     CHECK(bad.status == 2);
   }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 #include <torch/torch.h>
 
 #include <cstdio>
@@ -9,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -87,6 +90,84 @@ inline CommandResult run_command(const std::string& command) {
   int status = ::pclose(pipe);
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
+}
+
+// A query a test asks of a database file (opened read-only). Every SQLite error (no such
+// table or column, a file that is not a database) throws SqlError, and so do the helpers
+// below on no row, a NULL or a value of another type: a check built on them fails when the
+// schema changes under it instead of reading 0.
+struct SqlError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class SqlQuery {
+ public:
+  SqlQuery(const std::string& path, const std::string& sql) : where_(path + ": " + sql + ": ") {
+    sqlite3* db = nullptr;
+    const int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    db_.reset(db);
+    if (rc != SQLITE_OK) throw error(db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_stmt* stmt = nullptr;
+    const char* tail = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, &tail) != SQLITE_OK)
+      throw error(sqlite3_errmsg(db));
+    stmt_.reset(stmt);
+    if (!stmt) throw error("no statement");
+    if (std::string(tail).find_first_not_of(" \t\n;") != std::string::npos)
+      throw error("more than one statement");
+  }
+  // Steps to the next row: false after the last one; throws on an error.
+  bool next() {
+    const int rc = sqlite3_step(stmt_.get());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    throw error(sqlite3_errmsg(db_.get()));
+  }
+  int columns() const { return sqlite3_column_count(stmt_.get()); }
+  int type(int i) const { return sqlite3_column_type(stmt_.get(), i); }
+  std::string text(int i) const {
+    if (type(i) == SQLITE_NULL)
+      throw error(std::string("NULL in column ") + sqlite3_column_name(stmt_.get(), i));
+    return reinterpret_cast<const char*>(sqlite3_column_text(stmt_.get(), i));
+  }
+  int64_t integer(int i) const {
+    if (type(i) != SQLITE_INTEGER) throw error("not an integer: " + text(i));
+    return sqlite3_column_int64(stmt_.get(), i);
+  }
+  SqlError error(const std::string& why) const { return SqlError(where_ + why); }
+
+ private:
+  struct CloseDb {
+    void operator()(sqlite3* db) const { sqlite3_close(db); }
+  };
+  struct Finalize {
+    void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+  };
+  std::string where_;
+  std::unique_ptr<sqlite3, CloseDb> db_;
+  std::unique_ptr<sqlite3_stmt, Finalize> stmt_;
+};
+
+// Every row of `sql`, each value as SQLite's text of it; a NULL throws.
+inline std::vector<std::vector<std::string>> sql_rows(const std::string& path,
+                                                      const std::string& sql) {
+  SqlQuery q(path, sql);
+  std::vector<std::vector<std::string>> rows;
+  while (q.next()) {
+    rows.emplace_back();
+    for (int i = 0; i < q.columns(); ++i) rows.back().push_back(q.text(i));
+  }
+  return rows;
+}
+
+// The one integer `sql` answers: one row of one INTEGER column, else SqlError.
+inline int64_t sql_int(const std::string& path, const std::string& sql) {
+  SqlQuery q(path, sql);
+  if (!q.next()) throw q.error("no row");
+  if (q.columns() != 1) throw q.error("not one column");
+  const int64_t value = q.integer(0);
+  if (q.next()) throw q.error("more than one row");
+  return value;
 }
 
 inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {

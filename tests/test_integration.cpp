@@ -36,10 +36,8 @@ struct Fixture : testing::SpecFixture {
   testing::CommandResult sweep(const std::string& args) const {
     return run_command(kSweep + " " + args + " --threads 1");
   }
-  int64_t count(const std::string& sql) const {
-    auto r = run_command("sqlite3 " + db + " \"" + sql + "\"");
-    return std::atoll(r.output.c_str());
-  }
+  // Throws (the test fails) on any SQLite error, e.g. a renamed column, instead of reading 0.
+  int64_t count(const std::string& sql) const { return testing::sql_int(db, sql); }
 };
 
 }  // namespace
