@@ -1,39 +1,23 @@
 #include "experiments/model.h"
 
-#include "experiments/causal_attention.h"
+#include "layers/attention_mixer.h"
 #include "experiments/init.h"
 
 namespace mixlab {
 
-CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelConfig& config)
-    : n_heads_(config.n_heads) {
-  qkv_ = register_module("qkv", torch::nn::Linear(config.d_model, 3 * config.d_model));
-  proj_ = register_module("proj", torch::nn::Linear(config.d_model, config.d_model));
-  init_gpt2(qkv_->weight, false, config.n_layers);
-  init_gpt2(proj_->weight, true, config.n_layers);
-  torch::NoGradGuard no_grad;
-  qkv_->bias.zero_();
-  proj_->bias.zero_();
-}
-
-torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
-  const int64_t b = x.size(0), s = x.size(1), d = x.size(2), h = n_heads_;
-  auto qkv = qkv_(x).view({b, s, 3, h, d / h}).permute({2, 0, 3, 1, 4});  // (3, B, H, S, hd)
-  auto y = causal_attention(qkv[0], qkv[1], qkv[2]);                      // (B, H, S, hd)
-  return proj_(y.transpose(1, 2).reshape({b, s, d}));
-}
-
-BlockImpl::BlockImpl(const ModelConfig& config, FfnLayer ffn) : ffn_(std::move(ffn)) {
+BlockImpl::BlockImpl(const ModelConfig& config, TokenMixer mixer, FfnLayer ffn)
+    : mixer_(std::move(mixer)), ffn_(std::move(ffn)) {
   ln_attention_ = register_module(
       "ln_attention", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
-  attention_ = register_module("attention", CausalSelfAttention(config));
+  const bool attention = dynamic_cast<AttentionMixerImpl*>(mixer_.get()) != nullptr;
+  register_module(attention ? "attention" : "mixer", mixer_);
   ln_ffn_ = register_module("ln_ffn",
                             torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
   register_module("ffn", ffn_);
 }
 
 torch::Tensor BlockImpl::forward(const torch::Tensor& x) {
-  auto h = x + attention_(ln_attention_(x));
+  auto h = x + mixer_->forward(ln_attention_(x));
   return h + ffn_->forward(ln_ffn_(h));
 }
 
@@ -43,9 +27,14 @@ GptImpl::GptImpl(const ModelConfig& config, const FfnBuilder& ffn) : config_(con
   init_gpt2(wte_, false, config.n_layers);
   init_gpt2(wpe_, false, config.n_layers);
   blocks_ = register_module("blocks", torch::nn::ModuleList());
+  const MixerDims mixer_dims{config.d_model, config.n_heads, config.seq_len, config.n_layers};
   for (int64_t i = 0; i < config.n_layers; ++i) {
     ffn_layers_.push_back(ffn());
-    blocks_->push_back(Block(config, ffn_layers_.back()));
+    // Built after the layer, as the attention always was: the same random draws in the same
+    // order, so a default model is initialised exactly as before.
+    TokenMixer mixer = config.mixer ? config.mixer()
+                                    : std::make_shared<AttentionMixerImpl>(mixer_dims);
+    blocks_->push_back(Block(config, std::move(mixer), ffn_layers_.back()));
   }
   ln_final_ = register_module("ln_final",
                               torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
@@ -79,18 +68,17 @@ torch::Tensor GptImpl::aux_loss() const {
 
 ModelCost GptImpl::cost() const {
   ModelCost c;
-  const double d = double(config_.d_model), s = double(config_.seq_len);
   int64_t other_params = 0;
   for (const auto& p : parameters()) other_params += p.numel();
   int64_t ffn_total = 0, ffn_active = 0;
-  double flops = 2 * d * double(config_.vocab_size);  // output head
-  for (const auto& layer : ffn_layers_) {
-    LayerCost lc = layer->cost();
+  double flops = 2 * double(config_.d_model) * double(config_.vocab_size);  // output head
+  for (const auto& module : *blocks_) {
+    const auto& block = *module->as<BlockImpl>();
+    LayerCost lc = block.ffn()->cost();
     ffn_total += lc.params_total;
     ffn_active += lc.params_active;
     flops += lc.forward_flops;
-    flops += 2 * d * 3 * d + 2 * d * d  // qkv and output projections
-             + 4 * s * d;               // scores and weighted values over S keys
+    flops += block.mixer()->forward_flops_per_token();
   }
   other_params -= ffn_total;
   c.params_total = other_params + ffn_total;

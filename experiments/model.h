@@ -1,8 +1,9 @@
 // The decoder-only Transformer every layer is compared in (GPT-2 style).
 //
 // Token and learned position embeddings (N(0, 0.02)), n_layers pre-LayerNorm blocks of
-// causal multi-head attention and the configured feed-forward layer, a final LayerNorm and
-// an output head tied to the token embedding.
+// the configured token mixer (causal multi-head attention unless `mixer` says otherwise)
+// and the configured feed-forward layer, a final LayerNorm and an output head tied to the
+// token embedding.
 #pragma once
 
 #include <torch/torch.h>
@@ -14,26 +15,18 @@
 
 namespace mixlab {
 
-class CausalSelfAttentionImpl : public torch::nn::Module {
- public:
-  CausalSelfAttentionImpl(const ModelConfig& config);
-  torch::Tensor forward(const torch::Tensor& x);
-
- private:
-  int64_t n_heads_;
-  torch::nn::Linear qkv_{nullptr}, proj_{nullptr};
-};
-TORCH_MODULE(CausalSelfAttention);
-
 class BlockImpl : public torch::nn::Module {
  public:
-  BlockImpl(const ModelConfig& config, FfnLayer ffn);
+  // The mixer is registered as "attention" when it is the default attention (the parameter
+  // names of every earlier checkpoint), as "mixer" otherwise.
+  BlockImpl(const ModelConfig& config, TokenMixer mixer, FfnLayer ffn);
   torch::Tensor forward(const torch::Tensor& x);
   const FfnLayer& ffn() const { return ffn_; }
+  const TokenMixer& mixer() const { return mixer_; }
 
  private:
   torch::nn::LayerNorm ln_attention_{nullptr}, ln_ffn_{nullptr};
-  CausalSelfAttention attention_{nullptr};
+  TokenMixer mixer_;
   FfnLayer ffn_;
 };
 TORCH_MODULE(Block);
@@ -41,7 +34,7 @@ TORCH_MODULE(Block);
 struct ModelCost {
   int64_t params_total = 0;
   int64_t params_active = 0;           // per token
-  double forward_flops_per_token = 0;  // matmuls, attention at full sequence length
+  double forward_flops_per_token = 0;  // matmuls, the mixer at full sequence length
   double train_flops_per_token() const { return 3 * forward_flops_per_token; }
 };
 

@@ -105,6 +105,12 @@ RunConfig parse_run_config(const Json& config, const std::string& file) {
     r.ffn_json = r.json.at("ffn");
     root.raw("ffn");
     r.ffn = parse_ffn(r.ffn_json, "ffn", dims);
+    // Optional; left out, the block keeps its attention and the config its hash (the
+    // canonical config holds `mixer` only when it is given).
+    if (root.has("mixer"))
+      r.model.mixer = parse_mixer(root.raw("mixer"), "mixer",
+                                  MixerDims{r.model.d_model, r.model.n_heads, r.model.seq_len,
+                                            r.model.n_layers});
     root.reject_unknown_keys();
     return r;
   } catch (const ConfigError& e) {

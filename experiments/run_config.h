@@ -12,6 +12,7 @@
 
 #include "experiments/config_reader.h"
 #include "layers/ffn_layer.h"
+#include "layers/mixer.h"
 
 namespace mixlab {
 
@@ -22,6 +23,8 @@ struct ModelConfig {
   int64_t seq_len = 64;
   int64_t vocab_size = 256;   // set by the tokenizer
   std::string init = "gpt2";  // gpt2 | reference (experiments/init.h)
+  // The token mixer of every block (the run config's `mixer`); unset: causal attention.
+  MixerBuilder mixer;
 };
 
 struct DataConfig {

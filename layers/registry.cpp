@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <map>
 
+#include "layers/attention_mixer.h"
 #include "layers/dense.h"
+#include "layers/diagonal_ssm.h"
 #include "layers/expert_choice.h"
+#include "layers/local_attention.h"
 #include "layers/mot.h"
+#include "layers/recurrence.h"
 #include "layers/soft_moe.h"
 #include "layers/token_choice.h"
 #include "layers/transition.h"
@@ -30,10 +34,27 @@ const std::map<std::string, ParseFn>& table() {
   return types;
 }
 
-std::string joined_types() {
+using MixerParseFn = MixerBuilder (*)(const ConfigReader&, const MixerDims&);
+
+// The one table of token mixers.
+const std::map<std::string, MixerParseFn>& mixer_table() {
+  static const std::map<std::string, MixerParseFn> types = {
+      {"attention", &parse_attention_mixer},
+      {"diagonal_ssm", &parse_diagonal_ssm},
+      {"local_attention", &parse_local_attention},
+      {"recurrence", &parse_recurrence},
+  };
+  return types;
+}
+
+std::string joined(const std::vector<std::string>& names) {
   std::string out;
-  for (const auto& name : ffn_types()) out += (out.empty() ? "" : ", ") + name;
+  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
   return out;
+}
+
+std::string joined_types() {
+  return joined(ffn_types());
 }
 
 }  // namespace
@@ -53,6 +74,24 @@ FfnBuilder parse_ffn(const Json& ffn, const std::string& path, const ModelDims& 
 std::vector<std::string> ffn_types() {
   std::vector<std::string> names;
   for (const auto& [name, fn] : table()) names.push_back(name);
+  return names;
+}
+
+MixerBuilder parse_mixer(const Json& mixer, const std::string& path, const MixerDims& dims) {
+  if (!mixer.is_object()) throw ConfigError(path, short_value(mixer), "must be an object");
+  ConfigReader cfg(mixer, path);
+  const std::string known = joined(mixer_types());
+  if (!cfg.has("type")) cfg.fail("type", "required: one of " + known);
+  auto it = mixer_table().find(cfg.get_string("type"));
+  if (it == mixer_table().end()) cfg.fail("type", "unknown mixer type; known: " + known);
+  MixerBuilder builder = it->second(cfg, dims);
+  cfg.reject_unknown_keys();
+  return builder;
+}
+
+std::vector<std::string> mixer_types() {
+  std::vector<std::string> names;
+  for (const auto& [name, fn] : mixer_table()) names.push_back(name);
   return names;
 }
 

@@ -1,4 +1,4 @@
-// Builds a feed-forward layer from its JSON config by type name.
+// Builds a feed-forward layer, or a token mixer, from its JSON config by type name.
 //
 // Each layer type is one file pair in layers/ exposing a parse function that validates its
 // config section (every key, ranges, shapes against the model) and returns a builder. Adding
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "layers/ffn_layer.h"
+#include "layers/mixer.h"
 
 namespace mixlab {
 
@@ -18,5 +19,10 @@ FfnBuilder parse_ffn(const Json& ffn, const std::string& path, const ModelDims& 
 
 // The registered type names, sorted.
 std::vector<std::string> ffn_types();
+
+// Token mixers, the layers' siblings (layers/mixer.h), the same way: `mixer` (at `path`,
+// e.g. "mixer") checked completely, or ConfigError naming the key.
+MixerBuilder parse_mixer(const Json& mixer, const std::string& path, const MixerDims& dims);
+std::vector<std::string> mixer_types();
 
 }  // namespace mixlab
