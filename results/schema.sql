@@ -108,3 +108,18 @@ CREATE VIEW IF NOT EXISTS variant_curves AS
          MIN(value) AS min, MAX(value) AS max, AVG(wall_s) AS wall_s
   FROM curves
   GROUP BY sweep, variant, key, step;
+
+-- Runs submitted to Slurm by `sweep submit`: one row per array task, so a run submitted again
+-- has one row per submission (the newest is the one that counts). The task trains into its
+-- per-run database `<db stem>.runs/<config hash>.db`; `sweep collect` takes it in.
+CREATE TABLE IF NOT EXISTS slurm_tasks (
+  run_id         INTEGER NOT NULL REFERENCES runs(run_id),
+  job_id         INTEGER NOT NULL,        -- the array job's id (SLURM_ARRAY_JOB_ID)
+  array_task_id  INTEGER NOT NULL,        -- the run's index in it (SLURM_ARRAY_TASK_ID)
+  script         TEXT NOT NULL,           -- the job script submitted (absolute path)
+  submitted_at   REAL NOT NULL,           -- unix seconds
+  state          TEXT,                    -- last Slurm state seen (PENDING, RUNNING, ...)
+  node           TEXT,                    -- where it last ran
+  seen_at        REAL,                    -- when that state was seen (unix seconds)
+  PRIMARY KEY (job_id, array_task_id)
+);

@@ -19,7 +19,8 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "help for every command");
 
   std::vector<Command> commands;
-  for (auto add : {&add_run_commands, &add_analysis_commands, &add_bench_commands})
+  for (auto add : {&add_run_commands, &add_analysis_commands, &add_bench_commands,
+                    &add_submit_commands})
     for (auto& c : add(app)) commands.push_back(std::move(c));
 
   try {
