@@ -27,6 +27,11 @@ using torch::indexing::Slice;
 
 namespace {
 
+bool ends_with(const std::string& text, const std::string& tail) {
+  return text.size() >= tail.size() &&
+         text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
+}
+
 ModelDims dims_for(int64_t d, int64_t batch) {
   return ModelDims{d, batch, 8, 2, 0};
 }
@@ -593,6 +598,85 @@ TEST_CASE("switch: aux loss is alpha at uniform routing, dropping matches a hand
   CHECK(layer->aux_loss().item<double>() == doctest::Approx(0.01 * 2).epsilon(1e-6));
 }
 
+TEST_CASE(
+    "switch: the load-balancing loss reaches the router and pushes tokens off an overloaded "
+    "expert, but hardly sees a collapse of a near-uniform router") {
+  // Every input shares a common direction u (x = u + small noise) and the router's column 0
+  // has a small component along u: all tokens go to expert 0 (f_0 = 1), while p stays near
+  // uniform. This is the collapse of the committed moe_comparison runs (load_cv 3.8 at router
+  // entropy 0.996): the loss alpha E sum_e f_e P_e is then only a little above alpha.
+  torch::manual_seed(23);
+  const int64_t d = 4, e = 4;
+  auto layer = make_token_choice(d, /*batch=*/4, e, /*f=*/3, /*k=*/1, 1.25);
+  auto u = torch::tensor({1.0, -1.0, 0.5, 0.5}, torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    layer->router.normal_(0.0, 0.02);
+    layer->router.select(1, 0).add_(0.1 * u);
+  }
+  auto x = (u + 0.05 * torch::randn({4, 6, d}, torch::kDouble)).detach();
+  layer->record_stats(true);
+  layer->forward(x);
+  CHECK(stat(*layer, "load_cv") == doctest::Approx(std::sqrt(double(e) - 1)));  // all on one
+  CHECK(stat(*layer, "entropy") > 0.98);
+  const double alpha = 0.01, aux = layer->aux_loss().item<double>();
+  CHECK(aux > alpha);
+  CHECK(aux < 1.5 * alpha);  // fully collapsed routing costs less than 0.5 alpha more
+
+  // Its gradient, alone, is that of its definition (finite differences) and non-zero in the
+  // router; the experts get none (f is a count, P_e the mean router probability).
+  layer->record_stats(false);
+  check_gradients(
+      [&] {
+        layer->forward(x);
+        return layer->aux_loss();
+      },
+      {layer->router});
+  auto grad = layer->router.grad().clone();
+  CHECK(grad.abs().max().item<double>() > 1e-4);
+  for (auto* w : {&layer->w1, &layer->w2})
+    CHECK((!w->grad().defined() || w->grad().abs().max().item<double>() == 0.0));
+  // A step against it lowers expert 0's mean probability and the loss.
+  auto mean_p0 = [&] {
+    return torch::softmax(torch::matmul(x.reshape({-1, d}), layer->router), 1)
+        .select(1, 0)
+        .mean()
+        .item<double>();
+  };
+  const double before = mean_p0();
+  {
+    torch::NoGradGuard no_grad;
+    layer->router.sub_(grad / grad.norm() * 0.05);
+  }
+  layer->forward(x);
+  CHECK(mean_p0() < before);
+  CHECK(layer->aux_loss().item<double>() < aux);
+
+  // In the model, the summed auxiliary loss of every switch layer reaches each router.
+  ModelDims dims{16, 4, 8, 2, 0};
+  ModelConfig m;
+  m.d_model = 16;
+  m.seq_len = 8;
+  Gpt model(m,
+            parse_ffn(Json{{"type", "switch"}, {"n_experts", 4}, {"expert_size", 8}}, "ffn", dims));
+  auto tokens = torch::randint(0, 256, {4, 8});
+  model->loss(tokens, tokens);
+  auto total = model->aux_loss();
+  double layers_sum = 0;
+  for (const auto& layer_i : model->ffn_layers()) layers_sum += layer_i->aux_loss().item<double>();
+  CHECK(total.item<double>() == doctest::Approx(layers_sum));
+  total.backward();
+  int64_t routers = 0;
+  for (const auto& p : model->named_parameters())
+    if (ends_with(p.key(), "router")) {
+      CAPTURE(p.key());
+      ++routers;
+      REQUIRE(p.value().grad().defined());
+      CHECK(p.value().grad().abs().max().item<double>() > 0.0);
+    }
+  CHECK(routers == 2);
+}
+
 // ---- configs and costs --------------------------------------------------------------------
 
 TEST_CASE("moe configs refuse impossible shapes, naming key and value") {
@@ -748,11 +832,6 @@ double truncated_normal_std(double sigma, double bound) {
   const double pdf = std::exp(-0.5 * a * a) / std::sqrt(2.0 * M_PI);
   const double mass = std::erf(a / std::sqrt(2.0));  // 2 Phi(a) - 1
   return sigma * std::sqrt(1.0 - 2.0 * a * pdf / mass);
-}
-
-bool ends_with(const std::string& text, const std::string& tail) {
-  return text.size() >= tail.size() &&
-         text.compare(text.size() - tail.size(), tail.size(), tail) == 0;
 }
 
 Json init_run_config(const Json& ffn, const char* init) {
