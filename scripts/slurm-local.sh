@@ -64,6 +64,8 @@ SelectTypeParameters=CR_Core_Memory
 # Without a default per-CPU memory every job asks for the whole node: arrays would run serially.
 DefMemPerCPU=1000
 ReturnToService=2
+# Look at pending jobs every 2 s (default 60 and 30): a requeued task starts when it may.
+SchedulerParameters=sched_interval=2,bf_interval=2
 KillWait=15
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/spool

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <ctime>
 #include <regex>
@@ -46,6 +47,24 @@ void check_sql(sqlite3* db, const Store& store, int rc) {
 
 }  // namespace
 
+int64_t slurm_time_seconds(const std::string& time) {
+  std::smatch m;
+  if (!std::regex_match(time, m, std::regex(R"((?:(\d+)-)?(\d+)(?::(\d{1,2}))?(?::(\d{1,2}))?)")))
+    return -1;
+  auto n = [&](int i) { return m[i].matched ? std::stoll(m[i].str()) : int64_t(0); };
+  if (!m[1].matched) {  // minutes, minutes:seconds, hours:minutes:seconds
+    if (m[4].matched) return n(2) * 3600 + n(3) * 60 + n(4);
+    return n(2) * 60 + n(3);
+  }
+  return n(1) * 86400 + n(2) * 3600 + n(3) * 60 + n(4);  // days-hours[:minutes[:seconds]]
+}
+
+int time_limit_warning_s(const std::string& time) {
+  const int64_t limit = slurm_time_seconds(time);
+  if (limit <= 0) return kTimeLimitWarningS;
+  return int(std::clamp<int64_t>(limit / 4, 10, kTimeLimitWarningS));
+}
+
 void check_submit_options(const SubmitOptions& o) {
   if (o.cpus_per_run < 1)
     throw ConfigError("--cpus-per-run", std::to_string(o.cpus_per_run), "must be at least 1");
@@ -54,7 +73,7 @@ void check_submit_options(const SubmitOptions& o) {
   if (o.max_parallel < 0)
     throw ConfigError("--max-parallel", std::to_string(o.max_parallel),
                       "must be 0 (no limit) or more");
-  if (!o.time.empty() && !std::regex_match(o.time, std::regex(R"((\d+-)?\d+(:\d{1,2}){0,2})")))
+  if (!o.time.empty() && slurm_time_seconds(o.time) <= 0)
     throw ConfigError("--time", "\"" + o.time + "\"",
                       "must be a Slurm time: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or "
                       "D-HH:MM:SS");
@@ -93,7 +112,7 @@ std::string job_script_text(const JobScript& s) {
          "# checkpoint and the task requeue itself (a requeued task resumes from the "
          "checkpoint).\n";
   out << "#SBATCH --requeue\n";
-  out << fmt::format("#SBATCH --signal=B:USR1@{}\n", kTimeLimitWarningS);
+  out << fmt::format("#SBATCH --signal=B:USR1@{}\n", time_limit_warning_s(o.time));
   out << "#SBATCH --open-mode=append\n";
   out << fmt::format("#SBATCH --output={}/%A_%a.out\n", s.log_folder);
   for (const auto& arg : o.sbatch_args) out << "#SBATCH " << arg << "\n";

@@ -23,8 +23,12 @@ struct SubmitOptions {
 
 // Seconds before the time limit at which Slurm sends the task SIGUSR1 (`--signal=B:USR1@...`):
 // the run checkpoints, and the task requeues itself. Slurm checks limits about once a minute,
-// so the warning needs at least that much room.
+// so the warning needs that much room; a limit under 8 minutes gets a quarter of itself (at
+// least 10 s), so that a requeued task still trains before its next warning.
 constexpr int kTimeLimitWarningS = 120;
+int time_limit_warning_s(const std::string& time);
+// A Slurm time (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS) in seconds; -1 if it is none.
+int64_t slurm_time_seconds(const std::string& time);
 
 // Throws ConfigError naming the option on a value sbatch would refuse or misread.
 void check_submit_options(const SubmitOptions& options);

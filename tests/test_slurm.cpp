@@ -1,6 +1,7 @@
 // sweep submit / collect on a real Slurm (scripts/slurm-local.sh starts a single-node cluster
 // as root): a sweep as a job array, one task requeued mid-run, one cancelled and submitted
-// again, everything collected exactly once and equal to a local `sweep run`. Plus the parts
+// again, one warned of its time limit (it requeues itself), everything collected exactly once
+// and equal to a local `sweep run`. Plus the parts
 // that need no cluster: the job script, the parsing of sbatch and squeue, and bad input.
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -116,6 +117,21 @@ TEST_CASE("Slurm: sbatch and squeue output are parsed") {
   CHECK(task_note(submitted, tasks) == "slurm RUNNING 12_0 on node7");
   submitted.task_id = 5;
   CHECK(task_note(submitted, tasks) == "slurm 12_5 no longer queued (last seen PENDING)");
+}
+
+TEST_CASE("Slurm: time limits in seconds, and the warning before them") {
+  CHECK(slurm_time_seconds("30") == 30 * 60);
+  CHECK(slurm_time_seconds("30:15") == 30 * 60 + 15);
+  CHECK(slurm_time_seconds("2:03:04") == 2 * 3600 + 3 * 60 + 4);
+  CHECK(slurm_time_seconds("1-2") == 86400 + 2 * 3600);
+  CHECK(slurm_time_seconds("1-2:03") == 86400 + 2 * 3600 + 3 * 60);
+  CHECK(slurm_time_seconds("1-02:03:04") == 86400 + 2 * 3600 + 3 * 60 + 4);
+  CHECK(slurm_time_seconds("1h") == -1);
+  CHECK(slurm_time_seconds("") == -1);
+  CHECK(time_limit_warning_s("") == 120);
+  CHECK(time_limit_warning_s("02:00:00") == 120);
+  CHECK(time_limit_warning_s("4") == 60);  // a quarter of 4 minutes
+  CHECK(time_limit_warning_s("0:20") == 10);
 }
 
 TEST_CASE("Slurm: the job script maps each array index to its run and asks for what was given") {
@@ -240,12 +256,23 @@ TEST_CASE("sweep submit on a real Slurm: requeued and cancelled tasks, collected
   CHECK(run_command("scontrol requeue " + task0).status == 0);
   CHECK(run_command("scancel " + task1).status == 0);
 
+  // Task 2 gets the time-limit warning (SIGUSR1 to the batch shell, as --signal=B:USR1@...
+  // sends it): it checkpoints and requeues itself.
+  REQUIRE(wait_until([&] { return last_step(2) >= 100; }, 60));
+  const std::string task2 = fmt::format("{}_2", job);
+  CHECK(run_command("scancel --batch --signal=USR1 " + task2).status == 0);
+
   REQUIRE(wait_until(
       [&] {
         return run_status(0) == "finished" && run_status(1) == "killed" &&
                run_status(2) == "finished";
       },
       150));
+  const std::string log2 = read_text(f.dir / fmt::format("results/slurm/logs/{}.out", task2));
+  INFO(log2);
+  CHECK(contains(log2, "time limit near: checkpoint written; requeueing task " + task2));
+  CHECK(contains(log2, "resuming from its checkpoint (attempt 2)"));
+  CHECK(sql_int(files[2], "SELECT attempt FROM runs") == 2);
   const std::string log0 = read_text(f.dir / fmt::format("results/slurm/logs/{}.out", task0));
   INFO(log0);
   CHECK(contains(log0, "resuming from its checkpoint (attempt 2)"));
