@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "layers/registry.h"
 #include "layers/torch_compat.h"
@@ -87,10 +88,14 @@ class LayerBench : public BenchCase {
 
 class StepBench : public BenchCase {
  public:
-  StepBench(const std::string& type, const BenchShape& s, const torch::Device& device, bool bf16) {
+  StepBench(const std::string& type, const BenchShape& s, const torch::Device& device, bool bf16,
+            const std::string& mixer) {
     torch::manual_seed(0);
-    Gpt model(bench_model_config(s),
-              parse_ffn(bench_layer_config(type, s), "ffn", bench_model_dims(s)));
+    ModelConfig m = bench_model_config(s);
+    if (!mixer.empty())
+      m.mixer = parse_mixer(bench_mixer_config(mixer), "mixer",
+                            MixerDims{m.d_model, m.n_heads, m.seq_len, m.n_layers});
+    Gpt model(m, parse_ffn(bench_layer_config(type, s), "ffn", bench_model_dims(s)));
     model->to(device);
     model->train();
     TrainConfig t;
@@ -118,8 +123,106 @@ std::unique_ptr<BenchCase> make_layer_bench(const std::string& type, const Bench
 }
 
 std::unique_ptr<BenchCase> make_step_bench(const std::string& type, const BenchShape& shape,
-                                           const torch::Device& device, bool bf16) {
-  return std::make_unique<StepBench>(type, shape, device, bf16);
+                                           const torch::Device& device, bool bf16,
+                                           const std::string& mixer) {
+  return std::make_unique<StepBench>(type, shape, device, bf16, mixer);
+}
+
+namespace {
+
+struct BenchMixer {
+  std::string name;
+  Json config;
+  std::string claimed_time, claimed_cache;  // growth of decode time and cache per token
+};
+
+const std::vector<BenchMixer>& bench_mixers() {
+  auto recurrence = [](const std::string& pattern, bool cache_efficient) {
+    Json c = {{"type", "recurrence"}, {"pattern", pattern}};
+    if (pattern == "kth") c["order"] = 4;
+    if (cache_efficient) c["cache_efficient"] = true;
+    return c;
+  };
+  static const std::vector<BenchMixer> mixers = {
+      {"attention", {{"type", "attention"}}, "1", "1"},
+      {"local_attention", {{"type", "local_attention"}, {"window", 64}}, "0", "0"},
+      {"diagonal_ssm", {{"type", "diagonal_ssm"}}, "0", "0"},
+      {"recurrence_kth", recurrence("kth", false), "0", "0"},
+      {"recurrence_pow2", recurrence("pow2", false), "log", "1"},
+      {"recurrence_pow2_cache_efficient", recurrence("pow2", true), "log", "log"},
+      {"recurrence_square_plus_one", recurrence("square_plus_one", false), "0.5", "1"},
+      {"recurrence_square_plus_one_cache_efficient", recurrence("square_plus_one", true), "0.5",
+       "0.5"},
+      {"recurrence_dense", recurrence("dense", false), "1", "1"},
+  };
+  return mixers;
+}
+
+const BenchMixer& bench_mixer(const std::string& name) {
+  for (const auto& m : bench_mixers())
+    if (m.name == name) return m;
+  std::string known;
+  for (const auto& m : bench_mixers()) known += (known.empty() ? "" : ", ") + m.name;
+  throw ConfigError("--mixers", name, "unknown mixer; known: " + known);
+}
+
+}  // namespace
+
+std::vector<std::string> bench_mixer_names() {
+  std::vector<std::string> names;
+  for (const auto& m : bench_mixers()) names.push_back(m.name);
+  return names;
+}
+
+Json bench_mixer_config(const std::string& name) {
+  return bench_mixer(name).config;
+}
+
+double fitted_exponent(const std::vector<int64_t>& x, const std::vector<double>& y) {
+  const double n = double(x.size());
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double lx = std::log(double(x[i])), ly = std::log(y[i]);
+    sx += lx;
+    sy += ly;
+    sxx += lx * lx;
+    sxy += lx * ly;
+  }
+  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+DecodeBench measure_decode(const std::string& name, const std::vector<int64_t>& lengths,
+                           int tokens) {
+  using Clock = std::chrono::steady_clock;
+  const BenchMixer& spec = bench_mixer(name);
+  const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  torch::manual_seed(0);
+  TokenMixer mixer = parse_mixer(spec.config, "mixer", MixerDims{64, 2, longest, 1})();
+  mixer->eval();
+  torch::NoGradGuard no_grad;
+  auto inputs = torch::randn({256, 1, 64});  // recycled: the values do not change the cost
+  auto cache = mixer->new_cache(1);
+  DecodeBench out{name, {}, {}, {}, 0, 0, spec.claimed_time, spec.claimed_cache};
+  std::vector<double> timed;
+  for (int64_t t = 0; t < longest; ++t) {
+    const bool measured = std::any_of(lengths.begin(), lengths.end(),
+                                      [&](int64_t n) { return t < n && t >= n - tokens; });
+    auto start = Clock::now();
+    mixer->step(inputs[t % 256], *cache);
+    if (measured)
+      timed.push_back(1e6 * std::chrono::duration<double>(Clock::now() - start).count());
+    if (std::find(lengths.begin(), lengths.end(), t + 1) != lengths.end()) {
+      std::sort(timed.begin(), timed.end());
+      out.lengths.push_back(t + 1);
+      out.us_per_token.push_back(timed[timed.size() / 2]);
+      out.cache_entries.push_back(cache->entries());
+      timed.clear();
+    }
+  }
+  std::vector<double> entries(out.cache_entries.begin(), out.cache_entries.end());
+  out.time_exponent = fitted_exponent(out.lengths, out.us_per_token);
+  out.cache_exponent = fitted_exponent(out.lengths, entries);
+  return out;
 }
 
 void synchronize(const torch::Device& device) {

@@ -45,10 +45,37 @@ class BenchCase {
 
 std::unique_ptr<BenchCase> make_layer_bench(const std::string& type, const BenchShape& shape,
                                             const torch::Device& device, bool bf16);
+// `mixer`: a bench mixer name (bench_mixer_names), or "" for the default attention.
 std::unique_ptr<BenchCase> make_step_bench(const std::string& type, const BenchShape& shape,
-                                           const torch::Device& device, bool bf16);
+                                           const torch::Device& device, bool bf16,
+                                           const std::string& mixer = "");
 
 void synchronize(const torch::Device& device);
+
+// ---- token mixers ---------------------------------------------------------------------------
+
+// The mixers `sweep bench --mixers` knows, each one config: attention, local_attention
+// (window 64), diagonal_ssm, recurrence_kth (order 4), recurrence_pow2,
+// recurrence_pow2_cache_efficient, recurrence_square_plus_one,
+// recurrence_square_plus_one_cache_efficient, recurrence_dense.
+std::vector<std::string> bench_mixer_names();
+Json bench_mixer_config(const std::string& name);  // throws ConfigError("--mixers") if unknown
+
+// Decoding one sequence token by token through one mixer (d_model 64, 2 heads, no gradients),
+// on the CPU. The cache is filled by the real steps; at each length n the last `tokens` steps
+// up to n are timed.
+struct DecodeBench {
+  std::string mixer;
+  std::vector<int64_t> lengths;
+  std::vector<double> us_per_token;    // median over the timed steps
+  std::vector<int64_t> cache_entries;  // positions (or states) held per sequence and head at n
+  double time_exponent = 0, cache_exponent = 0;  // least-squares slopes in log-log
+  std::string claimed_time, claimed_cache;       // the paper's: "1", "0.5", "0", "log"
+};
+DecodeBench measure_decode(const std::string& mixer, const std::vector<int64_t>& lengths,
+                           int tokens);
+// The slope of log(y) against log(x), least squares.
+double fitted_exponent(const std::vector<int64_t>& x, const std::vector<double>& y);
 
 struct BenchResult {
   double median_ms = 0;

@@ -1,7 +1,7 @@
 #include "experiments/model.h"
 
-#include "layers/attention_mixer.h"
 #include "experiments/init.h"
+#include "layers/attention_mixer.h"
 
 namespace mixlab {
 
@@ -32,8 +32,8 @@ GptImpl::GptImpl(const ModelConfig& config, const FfnBuilder& ffn) : config_(con
     ffn_layers_.push_back(ffn());
     // Built after the layer, as the attention always was: the same random draws in the same
     // order, so a default model is initialised exactly as before.
-    TokenMixer mixer = config.mixer ? config.mixer()
-                                    : std::make_shared<AttentionMixerImpl>(mixer_dims);
+    TokenMixer mixer =
+        config.mixer ? config.mixer() : std::make_shared<AttentionMixerImpl>(mixer_dims);
     blocks_->push_back(Block(config, std::move(mixer), ffn_layers_.back()));
   }
   ln_final_ = register_module("ln_final",

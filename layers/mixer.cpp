@@ -67,6 +67,7 @@ void PositionCache::evict(int64_t position) {
   TORCH_CHECK(it != slot_of_.end(), "position ", position, " is not cached");
   free_slots_.push_back(it->second);
   slot_of_.erase(it);
+  ++evictions_;
 }
 
 void PositionCache::retain(const std::vector<int64_t>& positions) {
@@ -79,6 +80,14 @@ void PositionCache::retain(const std::vector<int64_t>& positions) {
 
 std::pair<torch::Tensor, torch::Tensor> PositionCache::gather(
     const std::vector<int64_t>& positions) const {
+  // Nothing evicted and positions 0..m-1 (attention, the dense recurrence): slot p holds
+  // position p, and a view does, without copying the whole cache every token.
+  bool leading = evictions_ == 0;
+  for (size_t i = 0; leading && i < positions.size(); ++i) leading = positions[i] == int64_t(i);
+  if (leading) {
+    const int64_t m = int64_t(positions.size());
+    return {keys_.narrow(2, 0, m), values_.narrow(2, 0, m)};
+  }
   std::vector<int64_t> slots;
   slots.reserve(positions.size());
   for (int64_t p : positions) {

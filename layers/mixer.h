@@ -112,7 +112,8 @@ class PositionCache : public MixerCache {
  private:
   torch::Tensor keys_, values_;  // (B, H, capacity, d/H)
   std::unordered_map<int64_t, int64_t> slot_of_;
-  std::vector<int64_t> free_slots_;
+  std::vector<int64_t> free_slots_;  // taken from the back: slots fill 0, 1, 2, ...
+  int64_t evictions_ = 0;
 };
 
 }  // namespace mixlab

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 
+#include "experiments/benchmark.h"
 #include "experiments/model.h"
 #include "experiments/run_config.h"
 #include "experiments/train_step.h"
@@ -538,4 +539,30 @@ TEST_CASE("every mixer trains under every FFN layer type (one step each)") {
       CHECK(mixer_moved);
     }
   }
+}
+
+TEST_CASE("decode bench: cache entries per mixer, the fitted exponent, unknown names") {
+  CHECK(fitted_exponent({256, 1024, 4096}, {16.0, 32.0, 64.0}) == doctest::Approx(0.5));
+  CHECK(fitted_exponent({10, 100}, {3.0, 3.0}) == doctest::Approx(0.0));
+  const std::map<std::string, std::vector<int64_t>> expected = {
+      {"attention", {16, 64}},
+      {"local_attention", {16, 64}},  // window 64
+      {"diagonal_ssm", {1, 1}},
+      {"recurrence_kth", {4, 4}},
+      {"recurrence_pow2_cache_efficient", {5, 7}},  // what positions 16 and 64 read
+  };
+  for (const auto& [name, entries] : expected) {
+    CAPTURE(name);
+    DecodeBench r = measure_decode(name, {16, 64}, 2);
+    CHECK(r.lengths == std::vector<int64_t>{16, 64});
+    CHECK(r.cache_entries == entries);
+    CHECK(r.us_per_token.size() == 2);
+  }
+  RecurrencePattern ce(RecurrencePattern::Kind::pow2, 0, true);
+  CHECK(ce.predecessors(16).size() == 5);
+  CHECK(ce.predecessors(64).size() == 7);
+  auto r = testing::run_command(std::string(MIXLAB_SWEEP_BIN) +
+                                " bench --what decode --mixers attention,nope");
+  CHECK(r.status == 2);
+  CHECK(r.output.find("--mixers") != std::string::npos);
 }
