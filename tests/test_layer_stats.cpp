@@ -324,12 +324,13 @@ TEST_CASE("layer statistics on non-uniform routing: top-k entropy, load, drops a
   CHECK(dropped_frac > 0);
   check_close(stat(layer, "dropped_frac"), dropped_frac);
 
-  // aux = alpha E sum_e f_e P_e (f_e: fraction of tokens whose top choice is e; P_e: mean
-  // probability) + beta mean over tokens of logsumexp_e(logits)^2.
+  // aux = alpha E sum_e f_e P_e (f_e: the share of the N k (token, choice) assignments sent
+  // to e before capacity, every choice counted; P_e: mean probability) + beta mean over
+  // tokens of logsumexp_e(logits)^2.
   Vec f(size_t(e), 0.0), mean_p(size_t(e), 0.0);
   double z = 0, z_wrong = 0;
   for (size_t i = 0; i < p.size(); ++i) {
-    f[chosen[i][0]] += 1.0 / double(n);
+    for (size_t j : chosen[i]) f[j] += 1.0 / double(k * n);
     for (int64_t j = 0; j < e; ++j) mean_p[size_t(j)] += p[i][size_t(j)] / double(n);
     double sum_exp = 0;
     for (int64_t j = 0; j < e; ++j)
