@@ -12,6 +12,8 @@
 #include <mutex>
 #include <sstream>
 
+#include "experiments/install_layout.h"
+
 namespace mixlab {
 
 namespace fs = std::filesystem;
@@ -80,7 +82,7 @@ std::string corpus_location(const DataConfig& data) {
   if (!data.path.empty()) return data.path;
   if (const char* dir = std::getenv("MIXLAB_DATA_DIR"))
     return (fs::path(dir) / data.corpus).string();
-  return (fs::path(MIXLAB_SOURCE_DIR) / "data" / data.corpus).string();
+  return default_corpus_dir(data.corpus).string();
 }
 
 void check_corpus_available(const DataConfig& data) {

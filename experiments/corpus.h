@@ -30,7 +30,8 @@ struct TokenCorpus {
 
 int64_t tokenizer_vocab_size(const DataConfig& data);
 
-// Where the corpus of `data` lives (MIXLAB_DATA_DIR overrides the data/ folder of the source).
+// Where the corpus of `data` lives: data.path, else $MIXLAB_DATA_DIR/<corpus>, else the
+// checkout's data/<corpus> (build tree) or <prefix>/share/mixlab/data/<corpus> (installed).
 std::string corpus_location(const DataConfig& data);
 // Throws ConfigError (key data.corpus or data.path) naming the command that fetches it when
 // the corpus is missing or too small.

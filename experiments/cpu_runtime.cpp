@@ -42,4 +42,18 @@ CpuThreads set_cpu_threads(int budget) {
   return t;
 }
 
+BlasInfo blas_in_use() {
+  BlasInfo info;
+  using GetConfig = char* (*)();
+  using GetThreads = int (*)();
+  void* get_config = dlsym(RTLD_DEFAULT, "openblas_get_config");
+  void* get_threads = dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
+  if (get_config == nullptr) return info;
+  info.name = reinterpret_cast<GetConfig>(get_config)();
+  Dl_info where;
+  if (dladdr(get_config, &where) != 0 && where.dli_fname != nullptr) info.library = where.dli_fname;
+  if (get_threads != nullptr) info.threads = reinterpret_cast<GetThreads>(get_threads)();
+  return info;
+}
+
 }  // namespace mixlab

@@ -29,4 +29,15 @@ struct CpuThreads {
 // with the split the other way round). Without OpenBLAS the budget goes to LibTorch.
 CpuThreads set_cpu_threads(int budget);
 
+// The BLAS under LibTorch's matmuls, asked of the loaded library: OpenBLAS's own description
+// (openblas_get_config: version, build options, the core type it chose), the file it was
+// loaded from and its current thread count. `name` is empty when no OpenBLAS is loaded (MKL
+// inside a pip LibTorch).
+struct BlasInfo {
+  std::string name;
+  std::string library;
+  int threads = 0;
+};
+BlasInfo blas_in_use();
+
 }  // namespace mixlab

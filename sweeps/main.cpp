@@ -17,10 +17,11 @@ int main(int argc, char** argv) {
       "Results go to an SQLite database (default results/results.db); see README.md."};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every command");
+  add_version_flag(app);
 
   std::vector<Command> commands;
   for (auto add : {&add_run_commands, &add_analysis_commands, &add_bench_commands,
-                    &add_submit_commands})
+                   &add_specs_commands, &add_submit_commands})
     for (auto& c : add(app)) commands.push_back(std::move(c));
 
   try {
