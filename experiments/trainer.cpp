@@ -75,8 +75,10 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
   int64_t step = 0;
   double wall_s = 0;
   CheckpointState resumed;
-  if (!options.checkpoint_path.empty() && std::filesystem::exists(options.checkpoint_path)) {
-    resumed = load_checkpoint(options.checkpoint_path, config.hash, *model, optimizer, device);
+  const CheckpointIdentity identity{config.hash, options.database_id, options.run_id};
+  if (options.resume && !options.checkpoint_path.empty() &&
+      std::filesystem::exists(options.checkpoint_path)) {
+    resumed = load_checkpoint(options.checkpoint_path, identity, *model, optimizer, device);
     step = resumed.step;
     wall_s = resumed.wall_s;
     hooks.on_resume(step);
@@ -108,7 +110,9 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
     CheckpointState state;
     state.step = s;
     state.wall_s = wall_s;
-    state.config_hash = config.hash;
+    state.config_hash = identity.config_hash;
+    state.database_id = identity.database_id;
+    state.run_id = identity.run_id;
     state.interval_steps = interval_steps;
     if (interval_steps > 0) {
       state.loss_sum = loss_sum.item<double>();
@@ -116,8 +120,16 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
       state.norm_sum = norm_sum.item<double>();
       state.interval_s = seconds_since(interval_start);
     }
-    save_checkpoint(options.checkpoint_path, state, *model, optimizer);
-    hooks.on_checkpoint(s);
+    const std::string temporary =
+        write_checkpoint_file(options.checkpoint_path, state, *model, optimizer);
+    try {
+      hooks.commit_checkpoint(
+          s, [&] { move_checkpoint_into_place(temporary, options.checkpoint_path); });
+    } catch (...) {
+      std::error_code ignored;  // the file of a run this worker lost is not left behind
+      std::filesystem::remove(temporary, ignored);
+      throw;
+    }
   };
 
   TrainResult result;

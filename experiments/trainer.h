@@ -36,14 +36,27 @@ class TrainHooks {
   // One logging step (step 0: the evaluation before training).
   virtual void on_log(int64_t /*step*/, const Metrics& /*metrics*/, double /*wall_s*/,
                       double /*passes*/) {}
-  virtual void on_checkpoint(int64_t /*step*/) {}
+  // A new checkpoint at `step` is written to a temporary file: `move_into_place` renames it
+  // over the run's checkpoint. The sweep runner calls it only while its worker still owns the
+  // run, in the transaction that records the step (a worker that lost the run throws
+  // LostOwnership instead, and the file of the run's new owner stays as it is).
+  virtual void commit_checkpoint(int64_t /*step*/, const std::function<void()>& move_into_place) {
+    move_into_place();
+  }
   // Polled every step: true stops the run after a checkpoint (SIGINT, SIGTERM).
   virtual bool stop_requested() { return false; }
 };
 
 struct TrainOptions {
   torch::Device device = torch::kCPU;
-  std::string checkpoint_path;                       // empty: no checkpoints, no resume
+  std::string checkpoint_path;  // empty: no checkpoints, no resume
+  // Written into every checkpoint; a checkpoint resumed must carry the same (CheckpointError).
+  std::string database_id;
+  int64_t run_id = 0;
+  // Resume from checkpoint_path when it exists. The sweep runner says false when the file is
+  // not the run's (another database's, a step its database does not record): the run trains
+  // from step 0 and its first checkpoint replaces the file.
+  bool resume = true;
   std::function<void(const std::string&)> progress;  // one line per logging step, if set
 };
 

@@ -5,7 +5,8 @@
 //
 //   MIXLAB_TEST_KILL_AT=checkpoint:2   SIGKILL the process the 2nd time it reaches "checkpoint"
 //   MIXLAB_TEST_PAUSE_AT=logged:3      the 3rd time it reaches "logged", sleep (up to 60 s) until
-//                                      a stop signal arrives, so a test can signal it mid-run
+//                                      a stop signal or SIGUSR1 arrives, so a test can signal it
+//                                      mid-run (SIGUSR1: carry on as if never paused)
 //
 // The points (counted per process, from 1):
 //   step        polled before every optimizer step (the N-th poll precedes step N of the run)
@@ -46,10 +47,16 @@ inline std::optional<Trigger> parse_trigger(const char* text) {
 // Set from the stop-signal handler (lock-free, so async-signal-safe): ends a pause.
 inline std::atomic<bool> g_pause_released{false};
 
+inline void release_pause(int) {
+  g_pause_released.store(true);
+}
+
 inline void point(const char* name) {
   static const std::optional<Trigger> kill = parse_trigger(std::getenv("MIXLAB_TEST_KILL_AT"));
   static const std::optional<Trigger> pause = parse_trigger(std::getenv("MIXLAB_TEST_PAUSE_AT"));
   if (!kill && !pause) return;
+  static const bool usr1_installed = pause && ::signal(SIGUSR1, release_pause) != SIG_ERR;
+  (void)usr1_installed;
   static std::mutex mutex;
   static std::map<std::string, long> reached;
   long n = 0;

@@ -1,5 +1,19 @@
--- mixlab results database, schema version 1 (PRAGMA user_version = 1).
+-- mixlab results database, schema version 2 (PRAGMA user_version = 2).
 -- This file is the documentation; results/store.cpp embeds the same statements.
+-- Upgrades: a command that writes (sweep run, train) upgrades an older database when it opens
+-- it (CREATE ... IF NOT EXISTS, then ALTER TABLE runs ADD COLUMN for the columns added since
+-- version 1, listed under runs below). Read commands (report, status, plot, export) open the
+-- file read-only and read an older database from an upgraded copy in memory.
+--   1 -> 2: the meta table; runs.data_fingerprint, data_location, threads, blas.
+
+-- Facts about the database itself, one row per key:
+--   database_id  random hex made when the database was created; every checkpoint records it
+--                (with its run_id and config_hash) and is used only by the database named
+--                there, at the step runs.checkpoint_step names.
+CREATE TABLE IF NOT EXISTS meta (
+  key    TEXT PRIMARY KEY,
+  value  TEXT NOT NULL
+);
 
 -- One row per sweep spec ever run into this database.
 CREATE TABLE IF NOT EXISTS sweeps (
@@ -20,7 +34,7 @@ CREATE TABLE IF NOT EXISTS runs (
   status          TEXT NOT NULL DEFAULT 'pending'
                   CHECK (status IN ('pending','running','finished','failed','killed')),
   attempt         INTEGER NOT NULL DEFAULT 0,  -- how many times a worker has started it
-  worker          TEXT,                   -- host:pid:nonce of the worker holding it
+  worker          TEXT,                   -- host:pid:nonce:boot_id:pid_namespace of its holder
   heartbeat       REAL,                   -- unix seconds, refreshed while running
   started_at      REAL,                   -- first start
   ended_at        REAL,
@@ -37,6 +51,12 @@ CREATE TABLE IF NOT EXISTS runs (
   checkpoint_step INTEGER,                -- step of the newest checkpoint on disk
   error           TEXT                    -- why it failed or was killed
 );
+-- Columns added to runs since version 1 (store.cpp kAddedRunColumns adds them with ALTER TABLE,
+-- to new databases too, so this CREATE TABLE stays version 1's):
+--   data_fingerprint  TEXT     hash of the content of the corpus the run trained on
+--   data_location     TEXT     the corpus's resolved location (absolute path)
+--   threads           INTEGER  CPU threads of the worker that trained it
+--   blas              TEXT     the BLAS the matmuls ran on (OpenBLAS, MKL, ...)
 
 -- Which runs a sweep holds, under which variant (the seed-free group of mean +- std).
 CREATE TABLE IF NOT EXISTS sweep_runs (
@@ -76,6 +96,9 @@ CREATE VIEW IF NOT EXISTS run_overview AS
   FROM sweep_runs sr JOIN sweeps s USING (sweep_id) JOIN runs r USING (run_id);
 
 -- Final value of each metric per variant: mean and sample std over the finished seeds.
+-- The std is two-pass (squared deviations from the mean, which a first pass computes): the
+-- one-pass sum-of-squares formula cancels catastrophically when the spread is small next to
+-- the values (a relative error of 3e-4 on a loss of 2.3 with a std of 1e-4).
 CREATE VIEW IF NOT EXISTS variant_final AS
   WITH finals AS (
     SELECT s.name AS sweep, sr.variant, f.key, f.value
@@ -101,9 +124,6 @@ CREATE VIEW IF NOT EXISTS curves AS
 -- Per sweep, variant, metric and step: the statistics over seeds that a seed-band plot draws
 -- (sweep plot computes the same from the metrics; this is for sqlite3 -csv ... | gnuplot).
 CREATE VIEW IF NOT EXISTS variant_curves AS
--- The std is two-pass (squared deviations from the mean, which a first pass computes): the
--- one-pass sum-of-squares formula cancels catastrophically when the spread is small next to
--- the values (a relative error of 3e-4 on a loss of 2.3 with a std of 1e-4).
   SELECT sweep, variant, key, step, COUNT(value) AS n, AVG(value) AS mean,
          MIN(value) AS min, MAX(value) AS max, AVG(wall_s) AS wall_s
   FROM curves

@@ -1,13 +1,16 @@
 #include "results/store.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "results/fault_injection.h"
 #include "results/schema_sql.h"
@@ -20,6 +23,30 @@ double unix_now() {
 }
 
 namespace {
+
+// The one place an SQLite error becomes an exception: a full or failing disk is the
+// environment's fault (EnvironmentError), a damaged file the user's to restore (StoreError).
+[[noreturn]] void throw_sqlite_error(int rc, const std::string& path, const std::string& message) {
+  const int primary = rc & 0xff;
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR)
+    throw EnvironmentError(
+        fmt::format("{}: {} (the file system is full or failing: free space and rerun to continue)",
+                    path, message));
+  if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
+    throw StoreError(fmt::format("{}: the database file is corrupt ({}); restore it from a backup",
+                                 path, message));
+  throw StoreError(fmt::format("{}: {}", path, message));
+}
+
+// sqlite3_exec with the error turned into an exception.
+void exec_sql(sqlite3* db, const std::string& path, const char* sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc == SQLITE_OK) return;
+  std::string message = err ? err : sqlite3_errmsg(db);
+  sqlite3_free(err);
+  throw_sqlite_error(rc, path, message);
+}
 
 // A prepared statement that finalizes itself.
 class Statement {
@@ -51,11 +78,7 @@ class Statement {
     int rc = sqlite3_step(stmt_);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    if (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB)
-      throw StoreError(
-          fmt::format("{}: the database file is corrupt ({}); restore it from a backup",
-                      sqlite3_db_filename(db_, "main"), sqlite3_errmsg(db_)));
-    throw StoreError(fmt::format("{}: {}", sqlite3_db_filename(db_, "main"), sqlite3_errmsg(db_)));
+    throw_sqlite_error(rc, sqlite3_db_filename(db_, "main"), sqlite3_errmsg(db_));
   }
   void run() {
     while (step()) {
@@ -91,7 +114,18 @@ constexpr const char* kRunColumns =
     "r.run_id, COALESCE(sr.name, ''), COALESCE(sr.variant, ''), r.config_json, r.config_hash, "
     "r.status, COALESCE(r.worker, ''), COALESCE(r.error, ''), r.seed, r.attempt, r.last_step, "
     "r.checkpoint_step, r.params_total, r.params_active, r.heartbeat, r.started_at, r.ended_at, "
-    "r.flops_per_token, r.passes";
+    "r.flops_per_token, r.passes, COALESCE(r.data_fingerprint, ''), "
+    "COALESCE(r.data_location, ''), COALESCE(r.blas, ''), r.threads";
+
+// The runs columns added since version 1, in the order they were added: one list, applied by
+// ALTER TABLE to every database that lacks them (a new database gets version 1's CREATE TABLE
+// from schema.sql, then these). results/schema.sql documents each.
+constexpr std::pair<const char*, const char*> kAddedRunColumns[] = {
+    {"data_fingerprint", "TEXT"},  // v2
+    {"data_location", "TEXT"},     // v2
+    {"threads", "INTEGER"},        // v2
+    {"blas", "TEXT"},              // v2
+};
 
 RunRow read_run(const Statement& s) {
   RunRow r;
@@ -114,12 +148,88 @@ RunRow read_run(const Statement& s) {
   r.ended_at = s.opt_double(16);
   r.flops_per_token = s.opt_double(17);
   r.passes = s.opt_double(18);
+  r.data_fingerprint = s.text_at(19);
+  r.data_location = s.text_at(20);
+  r.blas = s.text_at(21);
+  r.threads = s.opt_int(22);
   return r;
+}
+
+std::string random_hex(int bytes) {
+  std::random_device rd;
+  std::string out;
+  for (int i = 0; i < bytes; ++i) out += fmt::format("{:02x}", rd() & 0xff);
+  return out;
+}
+
+std::vector<std::string> table_names(sqlite3* db) {
+  Statement s(db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+  std::vector<std::string> out;
+  while (s.step()) out.push_back(s.text_at(0));
+  return out;
+}
+
+bool has_table(const std::vector<std::string>& tables, const char* name) {
+  return std::find(tables.begin(), tables.end(), name) != tables.end();
+}
+
+// A file: URI for `path` (for the immutable flag): '%', '?' and '#' escaped.
+std::string file_uri(const std::string& path) {
+  std::string out = "file:";
+  for (char c : path) {
+    if (c == '%' || c == '?' || c == '#')
+      out += fmt::format("%{:02X}", static_cast<unsigned char>(c));
+    else
+      out += c;
+  }
+  return out;
 }
 
 }  // namespace
 
-Store::Store(const std::string& path, bool create) : path_(path) {
+Store::Store(const std::string& path, OpenMode mode) : path_(path) {
+  if (mode == OpenMode::read_only)
+    open_read_only();
+  else
+    open_for_writing(mode == OpenMode::create);
+}
+
+void Store::upgrade_schema(int64_t version) {
+  // Views hold no data, and CREATE VIEW IF NOT EXISTS would keep an older definition: an
+  // upgrade drops the schema's views so that it recreates each as this version defines it
+  // (version 2: variant_final's std became two-pass). A user's own views are left alone.
+  if (version > 0 && version < kSchemaVersion) {
+    const std::string schema = kSchemaSql, create = "CREATE VIEW IF NOT EXISTS ";
+    for (size_t at = schema.find(create); at != std::string::npos;
+         at = schema.find(create, at + 1)) {
+      const size_t name = at + create.size();
+      const std::string view = schema.substr(name, schema.find_first_of(" \n", name) - name);
+      exec(fmt::format("DROP VIEW IF EXISTS {}", view).c_str());
+    }
+  }
+  auto add_missing_run_columns = [&] {
+    std::vector<std::string> have;
+    Statement info(db_, "PRAGMA table_info(runs)");
+    while (info.step()) have.push_back(info.text_at(1));
+    if (have.empty()) return;  // no runs table yet
+    for (const auto& [name, type] : kAddedRunColumns)
+      if (std::find(have.begin(), have.end(), name) == have.end())
+        exec(fmt::format("ALTER TABLE runs ADD COLUMN {} {}", name, type).c_str());
+  };
+  // Before the schema too: a view of schema.sql may name an added column.
+  add_missing_run_columns();
+  exec(kSchemaSql);
+  add_missing_run_columns();
+  Statement id(db_,
+               "INSERT INTO meta (key, value) VALUES ('database_id', ?) "
+               "ON CONFLICT(key) DO NOTHING");
+  id.bind(1, random_hex(8)).run();
+  if (version != kSchemaVersion)
+    exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str());
+}
+
+void Store::open_for_writing(bool create) {
+  const std::string& path = path_;
   struct stat st {};
   bool exists = ::stat(path.c_str(), &st) == 0;
   if (!exists && !create) throw StoreError(fmt::format("{}: no such database", path));
@@ -143,27 +253,37 @@ Store::Store(const std::string& path, bool create) : path_(path) {
       throw StoreError(fmt::format(
           "{}: user_version = {}: the database has a newer schema than this mixlab ({})", path, v,
           kSchemaVersion));
+    // A SQLite file of something else is not made into a mixlab database.
+    if (v == 0) {
+      const auto tables = table_names(db_);
+      if (!tables.empty() && !has_table(tables, "runs"))
+        throw StoreError(fmt::format(
+            "{}: the file is not a mixlab database (an SQLite file with other tables)", path));
+    }
     // Two processes creating one database at once race to switch it to WAL; that switch can
     // answer SQLITE_BUSY without consulting the busy handler, so it is retried here.
     exec_when_free("PRAGMA journal_mode = WAL");
     exec("PRAGMA synchronous = NORMAL");
     exec("PRAGMA foreign_keys = ON");
     // The schema is idempotent (IF NOT EXISTS): running it on every open also gives databases of
-    // this version the views added since they were created. On an up-to-date database it writes
-    // nothing (the version is only set when it changes), so a command that fails before its
-    // first write leaves the file byte-for-byte as it was.
+    // this version the views added since they were created, and upgrades older versions. On an
+    // up-to-date database it writes nothing (the version is only set when it changes), so a
+    // command that fails before its first write leaves the file byte-for-byte as it was.
     {
       exec_when_free("BEGIN IMMEDIATE");
       try {
-        exec(kSchemaSql);
-        if (v != kSchemaVersion)
-          exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion).c_str());
+        // Another process may have upgraded it between the check above and this lock.
+        Statement version(db_, "PRAGMA user_version");
+        version.step();
+        upgrade_schema(version.int_at(0));
         commit();
       } catch (...) {
         rollback();
         throw;
       }
     }
+    Statement id(db_, "SELECT value FROM meta WHERE key = 'database_id'");
+    if (id.step()) database_id_ = id.text_at(0);
   } catch (const StoreError& e) {
     sqlite3_close(db_);
     db_ = nullptr;
@@ -173,7 +293,101 @@ Store::Store(const std::string& path, bool create) : path_(path) {
       throw StoreError(
           fmt::format("{}: the file is not a mixlab database (corrupt or foreign)", path));
     throw;
+  } catch (...) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw;
   }
+}
+
+void Store::open_read_only() {
+  const std::string& path = path_;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw StoreError(fmt::format("{}: no such database", path));
+  auto open = [&](const std::string& name, int extra) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    const int rc = sqlite3_open_v2(name.c_str(), &db_,
+                                   SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX | extra, nullptr);
+    if (rc == SQLITE_OK) sqlite3_busy_timeout(db_, 60000);
+    return rc;
+  };
+  auto fail = [&](const std::string& why) {
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw StoreError(fmt::format("{}: {}", path, why));
+  };
+  if (open(path, 0) != SQLITE_OK)
+    fail(std::string("cannot open the database: ") + sqlite3_errmsg(db_));
+  int64_t version = 0;
+  std::vector<std::string> tables;
+  auto read_header = [&] {
+    Statement v(db_, "PRAGMA user_version");
+    v.step();
+    version = v.int_at(0);
+    tables = table_names(db_);
+  };
+  try {
+    try {
+      read_header();
+    } catch (const StoreError& e) {
+      // A WAL database in a place this process cannot write (a read-only mount) cannot get
+      // its -shm file: nothing can write there either, so it is read as immutable.
+      if (sqlite3_errcode(db_) != SQLITE_CANTOPEN) throw;
+      if (open(file_uri(path) + "?immutable=1", SQLITE_OPEN_URI) != SQLITE_OK)
+        fail(std::string("cannot open the database: ") + sqlite3_errmsg(db_));
+      read_header();
+    }
+  } catch (const StoreError& e) {
+    const std::string what = e.what();
+    if (what.find("not a database") != std::string::npos ||
+        what.find("malformed") != std::string::npos || what.find("corrupt") != std::string::npos)
+      fail("the file is not a mixlab database (corrupt or foreign)");
+    fail(what.substr(path.size() + 2));
+  }
+  if (version > kSchemaVersion)
+    fail(fmt::format("user_version = {}: the database has a newer schema than this mixlab ({})",
+                     version, kSchemaVersion));
+  const bool empty = tables.empty() && version == 0;
+  if (!empty && (version < 1 || !has_table(tables, "sweeps") || !has_table(tables, "runs") ||
+                 !has_table(tables, "sweep_runs") || !has_table(tables, "metrics")))
+    fail(fmt::format(
+        "the file is not a mixlab database (user_version = {}, tables: {})", version,
+        tables.empty() ? std::string("none") : fmt::format("{}", fmt::join(tables, ", "))));
+  if (version < kSchemaVersion) {
+    // An empty or older database is read from a copy in memory with the current schema, so
+    // every query works and the file is never written.
+    sqlite3* memory = nullptr;
+    if (sqlite3_open_v2(":memory:", &memory, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
+                        nullptr) != SQLITE_OK) {
+      sqlite3_close(memory);
+      fail("cannot open a database in memory");
+    }
+    if (!empty) {
+      sqlite3_backup* backup = sqlite3_backup_init(memory, "main", db_, "main");
+      const int rc = backup ? sqlite3_backup_step(backup, -1) : SQLITE_ERROR;
+      sqlite3_backup_finish(backup);
+      if (rc != SQLITE_DONE) {
+        sqlite3_close(memory);
+        fail(std::string("cannot read the database: ") + sqlite3_errmsg(db_));
+      }
+    }
+    sqlite3_close(db_);
+    db_ = memory;
+    exec("BEGIN");
+    try {
+      upgrade_schema(version);
+      commit();
+    } catch (...) {
+      rollback();
+      throw;
+    }
+  }
+  // The copy of an empty or version-1 database got an id of its own: not the file's.
+  Statement id(db_, "SELECT value FROM meta WHERE key = 'database_id'");
+  if (version >= 2 && id.step()) database_id_ = id.text_at(0);
+  // Belt and braces: this connection refuses every write.
+  exec("PRAGMA query_only = ON");
 }
 
 Store::~Store() {
@@ -181,12 +395,7 @@ Store::~Store() {
 }
 
 void Store::exec(const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string message = err ? err : "unknown error";
-    sqlite3_free(err);
-    throw StoreError(fmt::format("{}: {}", path_, message));
-  }
+  exec_sql(db_, path_, sql);
 }
 
 void Store::exec_when_free(const char* sql) {
@@ -198,7 +407,7 @@ void Store::exec_when_free(const char* sql) {
     std::string message = err ? err : "unknown error";
     sqlite3_free(err);
     if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || unix_now() > deadline)
-      throw StoreError(fmt::format("{}: {}", path_, message));
+      throw_sqlite_error(rc, path_, message);
     ::usleep(20000);
   }
 }
@@ -217,21 +426,14 @@ namespace {
 // Runs `body` inside BEGIN IMMEDIATE ... COMMIT, rolling back on any exception.
 template <class Body>
 auto in_transaction(sqlite3* db, const std::string& path, Body&& body) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string message = err ? err : "unknown error";
-    sqlite3_free(err);
-    throw StoreError(fmt::format("{}: {}", path, message));
-  }
+  exec_sql(db, path, "BEGIN IMMEDIATE");
   try {
     if constexpr (std::is_void_v<decltype(body())>) {
       body();
-      if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
-        throw StoreError(fmt::format("{}: commit failed: {}", path, sqlite3_errmsg(db)));
+      exec_sql(db, path, "COMMIT");
     } else {
       auto result = body();
-      if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
-        throw StoreError(fmt::format("{}: commit failed: {}", path, sqlite3_errmsg(db)));
+      exec_sql(db, path, "COMMIT");
       return result;
     }
   } catch (...) {
@@ -366,6 +568,12 @@ void Store::set_run_info(int64_t run_id, const std::string& worker, const RunInf
     s.bind(1, info.host).bind(2, info.device).bind(3, info.git_commit).bind(4, info.torch_version);
     s.bind(5, info.params_total).bind(6, info.params_active).bind(7, info.flops_per_token);
     s.bind(8, info.train_tokens).bind(9, run_id).run();
+    Statement added(
+        db_,
+        "UPDATE runs SET data_fingerprint = NULLIF(?, ''), data_location = NULLIF(?, ''), "
+        "blas = NULLIF(?, ''), threads = NULLIF(?, 0) WHERE run_id = ?");
+    added.bind(1, info.data_fingerprint).bind(2, info.data_location).bind(3, info.blas);
+    added.bind(4, info.threads).bind(5, run_id).run();
   });
 }
 
@@ -432,10 +640,16 @@ void Store::log_step(int64_t run_id, const std::string& worker, int64_t step,
 }
 
 void Store::set_checkpoint_step(int64_t run_id, const std::string& worker, int64_t step) {
+  commit_checkpoint(run_id, worker, step, [] {});
+}
+
+void Store::commit_checkpoint(int64_t run_id, const std::string& worker, int64_t step,
+                              const std::function<void()>& move_into_place) {
   in_transaction(db_, path_, [&] {
     require_owner(run_id, worker);
     Statement s(db_, "UPDATE runs SET checkpoint_step = ?, heartbeat = ? WHERE run_id = ?");
     s.bind(1, step).bind(2, unix_now()).bind(3, run_id).run();
+    move_into_place();
   });
 }
 
@@ -477,6 +691,16 @@ std::vector<std::tuple<std::string, std::string, int64_t>> Store::status_counts(
   s.bind(1, sweep_name);
   std::vector<std::tuple<std::string, std::string, int64_t>> out;
   while (s.step()) out.emplace_back(s.text_at(0), s.text_at(1), s.int_at(2));
+  return out;
+}
+
+std::vector<RunRow> Store::orphaned_runs() {
+  Statement s(db_, fmt::format("SELECT {} FROM runs r LEFT JOIN sweep_runs sr USING (run_id) "
+                               "WHERE sr.run_id IS NULL ORDER BY r.run_id",
+                               kRunColumns)
+                       .c_str());
+  std::vector<RunRow> out;
+  while (s.step()) out.push_back(read_run(s));
   return out;
 }
 

@@ -3,10 +3,14 @@
 // Written by many worker processes at once: WAL mode, a busy timeout, and short
 // transactions (one per logging step). Every write that belongs to a run checks that the
 // writer still owns it, so a worker whose run was reclaimed cannot write into it.
-// The schema is results/schema.sql; PRAGMA user_version holds its version.
+// The schema is results/schema.sql; PRAGMA user_version holds its version. A command that
+// writes (run, train, worker) upgrades an older database when it opens it; a command that only
+// reads opens it read-only and never writes to it (an older schema is upgraded in a copy in
+// memory, see OpenMode::read_only).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <stdexcept>
@@ -14,13 +18,17 @@
 #include <utility>
 #include <vector>
 
+#include "results/environment_error.h"  // SQLITE_FULL and SQLITE_IOERR are thrown as it
+
 struct sqlite3;
 
 namespace mixlab {
 
-constexpr int kSchemaVersion = 1;
+// 2: the meta table (the database's random id, which its checkpoints carry) and the runs
+// columns data_fingerprint, data_location, threads, blas.
+constexpr int kSchemaVersion = 2;
 
-// A database that cannot be used as given (corrupt, newer schema, unwritable): exit 2.
+// A database that cannot be used as given (corrupt, newer schema, not mixlab's): exit 2.
 class StoreError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -43,6 +51,8 @@ struct PlannedRun {
 struct RunRow {
   int64_t run_id = 0;
   std::string name, variant, config_json, config_hash, status, worker, error;
+  std::string data_fingerprint, data_location, blas;  // "" where not recorded
+  std::optional<int64_t> threads;
   int64_t seed = 0, attempt = 0;
   std::optional<int64_t> last_step, checkpoint_step, params_total, params_active;
   std::optional<double> heartbeat, started_at, ended_at, flops_per_token, passes;
@@ -50,6 +60,8 @@ struct RunRow {
 
 struct RunInfo {
   std::string host, device, git_commit, torch_version;
+  std::string data_fingerprint, data_location, blas;  // "" is stored as NULL
+  int64_t threads = 0;                                // 0 is stored as NULL
   int64_t params_total = 0, params_active = 0, train_tokens = 0;
   double flops_per_token = 0;
 };
@@ -68,17 +80,33 @@ struct SweepRow {
 
 double unix_now();
 
+enum class OpenMode {
+  create,    // open or create, upgrade the schema (sweep run, train)
+  existing,  // open an existing database for writing, upgrade the schema (workers)
+  // Never writes (SQLITE_OPEN_READONLY: no WAL switch, no schema, no user_version). A file
+  // that is not a mixlab database is refused; an empty one (0 bytes, no tables) reads as a
+  // database without sweeps; an older schema is read from an upgraded copy in memory; a
+  // database on a read-only file system is opened immutable.
+  read_only,
+};
+
 class Store {
  public:
-  // Opens (creating if `create`) the database at `path`. Throws StoreError naming the
-  // file when it is not a database, has a newer schema, or cannot be written.
-  explicit Store(const std::string& path, bool create = true);
+  // Opens the database at `path`. Throws StoreError naming the file when it does not exist
+  // (unless created), is not a mixlab database, has a newer schema, or cannot be written.
+  Store(const std::string& path, OpenMode mode);
+  explicit Store(const std::string& path, bool create = true)
+      : Store(path, create ? OpenMode::create : OpenMode::existing) {}
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
   const std::string& path() const { return path_; }
   sqlite3* handle() { return db_; }
+  // A random id made when the database was created (meta.database_id): what tells this
+  // database's checkpoints from another's in the same folder. "" in a read-only copy of a
+  // version-1 database.
+  const std::string& database_id() const { return database_id_; }
 
   // ---- sweeps -------------------------------------------------------------------------
   std::optional<SweepRow> find_sweep(const std::string& name);
@@ -115,6 +143,12 @@ class Store {
                 const std::vector<std::pair<std::string, double>>& values, double wall_s,
                 double passes);
   void set_checkpoint_step(int64_t run_id, const std::string& worker, int64_t step);
+  // Records a new checkpoint of the run: in one write transaction, checks that `worker` still
+  // holds the run (else LostOwnership, and `move_into_place` is not called), records `step`,
+  // calls `move_into_place` (the rename of the checkpoint file) and commits. No other worker can
+  // take the run between the check and the rename.
+  void commit_checkpoint(int64_t run_id, const std::string& worker, int64_t step,
+                         const std::function<void()>& move_into_place);
   // A resumed run restarts at its checkpoint: the metrics logged after it are rewritten.
   void delete_metrics_after(int64_t run_id, const std::string& worker, int64_t step);
   std::vector<MetricPoint> metric_series(int64_t run_id, const std::string& key);
@@ -124,6 +158,9 @@ class Store {
   // (sweep, status, count) for every sweep or one.
   std::vector<std::tuple<std::string, std::string, int64_t>> status_counts(
       const std::string& sweep_name = "");
+  // Runs no sweep lists any more (a variant removed with --allow-changed): kept with their
+  // metrics, never deleted; `sweep status` lists them.
+  std::vector<RunRow> orphaned_runs();
 
  private:
   void exec(const char* sql);
@@ -132,8 +169,11 @@ class Store {
   void commit();
   void rollback() noexcept;
   void require_owner(int64_t run_id, const std::string& worker);
+  void open_for_writing(bool create);
+  void open_read_only();
+  void upgrade_schema(int64_t version);  // inside a write transaction
 
-  std::string path_;
+  std::string path_, database_id_;
   sqlite3* db_ = nullptr;
 };
 

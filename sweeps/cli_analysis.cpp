@@ -1,6 +1,14 @@
 // report, plot, export: everything drawn from the database (analysis/ has no LibTorch).
+// Each opens the database read-only (OpenMode::read_only): a read never writes.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <random>
 
 #include "analysis/export.h"
 #include "analysis/plot.h"
@@ -12,6 +20,31 @@
 namespace mixlab {
 
 namespace {
+
+// An output folder (made if missing) that cannot be written is bad input, found before
+// anything is computed: ConfigError naming the option and the path (exit 2). Tried by creating
+// (and removing) a file there, which root's permission bypass cannot fool.
+void check_writable_folder(const std::string& option, const std::string& shown,
+                           const std::filesystem::path& folder) {
+  const std::filesystem::path dir = folder.empty() ? "." : folder;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw ConfigError(option, shown, "cannot create the folder: " + ec.message());
+  std::random_device rd;
+  const std::string probe = (dir / (".mixlab-write-test-" + std::to_string(rd()))).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0)
+    throw ConfigError(option, shown, std::string("cannot write there: ") + std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+// A database with no sweeps (an empty file, or one nothing was run into) says so.
+bool say_if_empty(Store& store) {
+  if (!store.sweeps().empty()) return false;
+  std::cout << store.path() << ": the database holds no sweeps\n";
+  return true;
+}
 
 // The sweeps a command works on: the one named (which must exist), or every sweep.
 std::vector<std::string> chosen_sweeps(Store& store, const std::string& db,
@@ -51,7 +84,8 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
                    const auto format = parse_table_format(args->format);
                    if (!format)
                      throw ConfigError("--format", args->format, "must be md, csv or latex");
-                   Store store(args->db, false);
+                   Store store(args->db, OpenMode::read_only);
+                   if (args->sweep.empty() && say_if_empty(store)) return 0;
                    bool first = true;
                    for (const auto& name : chosen_sweeps(store, args->db, args->sweep)) {
                      if (*format == TableFormat::markdown) std::cout << "## " << name << "\n\n";
@@ -86,10 +120,12 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
   plot->add_option("--band", plot_args->options.band, "minmax, std or none")->capture_default_str();
   plot->add_option("--db", plot_args->db, "results database")->capture_default_str();
   out.push_back({plot, [args = plot_args] {
-                   Store store(args->db, false);
+                   Store store(args->db, OpenMode::read_only);
                    PlotOptions o = args->options;
                    if (o.sweep.empty()) {
                      auto all = store.sweeps();
+                     if (all.empty())
+                       throw ConfigError(args->db, "SWEEP", "", "the database holds no sweeps");
                      if (all.size() != 1)
                        throw ConfigError(args->db, "SWEEP", "",
                                          "the database holds " + std::to_string(all.size()) +
@@ -101,6 +137,8 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
                      for (char& c : o.out)
                        if (c == '/' || c == '*' || c == ' ') c = '_';
                    }
+                   check_writable_folder("--out", o.out,
+                                         std::filesystem::path(o.out).parent_path());
                    PlotFiles files = write_plot_files(store, o);
                    run_gnuplot(files);
                    std::cout << "wrote " << files.image << " (data " << files.data << ", script "
@@ -119,9 +157,11 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
       ->required();
   export_cmd->add_option("--db", export_args->db, "results database")->capture_default_str();
   out.push_back({export_cmd, [args = export_args] {
-                   Store store(args->db, false);
-                   auto counts =
-                       export_csv(store, chosen_sweeps(store, args->db, args->sweep), args->dir);
+                   Store store(args->db, OpenMode::read_only);
+                   if (args->sweep.empty() && say_if_empty(store)) return 0;
+                   const auto sweeps = chosen_sweeps(store, args->db, args->sweep);
+                   check_writable_folder("--csv", args->dir, args->dir);
+                   auto counts = export_csv(store, sweeps, args->dir);
                    std::cout << "wrote " << counts.runs << " runs to " << args->dir
                              << "/runs.csv and " << counts.metrics << " metric points to "
                              << args->dir << "/metrics.csv\n";

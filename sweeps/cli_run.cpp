@@ -38,7 +38,7 @@ std::vector<Command> add_run_commands(CLI::App& app) {
   run->add_flag("--allow-changed", sweep->allow_changed,
                 "accept a spec that differs from the one recorded under the same name");
   run->add_option("--stale-after", options->stale_after_s,
-                  "seconds without heartbeat after which a running run is reclaimed")
+                  "seconds without heartbeat after which a running run is reclaimed (at least 5)")
       ->capture_default_str();
   run->add_option("--max-attempts", options->max_attempts, "starts allowed for a failing run")
       ->capture_default_str();
@@ -80,6 +80,7 @@ std::vector<Command> add_run_commands(CLI::App& app) {
   worker->add_option("--stale-after", options->stale_after_s);
   worker->add_option("--max-attempts", options->max_attempts);
   worker->add_option("--session-start", options->session_start);
+  worker->add_option("--parent", options->parent_pid);
   out.push_back({worker, [=] { return run_worker(*worker_sweep, *options); }});
   return out;
 }

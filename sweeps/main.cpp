@@ -1,5 +1,6 @@
 // sweep: the mixlab command line. Exit status 0 success, 1 a failure while running,
-// 2 bad input (a one-line message naming the file, the key and the value), 130 stopped.
+// 2 bad input (a one-line message naming the file, the key and the value), 75 a full or
+// failing disk (the run is released; free space and rerun), 130 stopped.
 #include <iostream>
 
 #include "experiments/checkpoint.h"
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
     return fail(e.what(), 2);
   } catch (const StoreError& e) {
     return fail(e.what(), 2);
+  } catch (const EnvironmentError& e) {
+    return fail(e.what(), kEnvironmentExitStatus);  // a full or failing disk: 75
   } catch (const CheckpointError& e) {
     return fail(e.what(), 2);
   } catch (const std::exception& e) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -61,9 +63,55 @@ std::string host_name() {
   return buf;
 }
 
+// ---- who a worker is -----------------------------------------------------------------
+// host:pid:nonce:boot_id:pid_namespace. A pid names a process only within its PID namespace
+// and boot: two `sweep run` on one host name in different containers (or a host process beside
+// a container) see each other's pids as dead, or as someone else. So a worker's liveness is
+// decided by its pid only when it runs on this host, in this boot and in this PID namespace;
+// anywhere else by its heartbeat alone (claim_next's --stale-after).
+std::string boot_id() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id.empty() ? "noboot" : id;
+}
+
+std::string pid_namespace() {
+  std::error_code ec;
+  const std::string link = fs::read_symlink("/proc/self/ns/pid", ec).string();  // pid:[4026531836]
+  std::string digits;
+  for (char c : link)
+    if (c >= '0' && c <= '9') digits += c;
+  return digits.empty() ? "nons" : digits;
+}
+
 std::string new_worker_id() {
   std::random_device rd;
-  return fmt::format("{}:{}:{:08x}", host_name(), ::getpid(), rd());
+  return fmt::format("{}:{}:{:08x}:{}:{}", host_name(), ::getpid(), rd(), boot_id(),
+                     pid_namespace());
+}
+
+// True when `worker` is known to have exited: it ran here (same host, boot and PID namespace)
+// and its pid no longer exists (or is a zombie). False when it lives or cannot be told.
+bool worker_is_gone(const std::string& worker) {
+  std::vector<std::string> fields;
+  for (size_t start = 0;;) {
+    const size_t colon = worker.find(':', start);
+    fields.push_back(worker.substr(start, colon - start));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  if (fields.size() != 5) return false;  // a version-1 identity: heartbeat only
+  static const std::string host = host_name(), boot = boot_id(), ns = pid_namespace();
+  if (fields[0] != host || fields[3] != boot || fields[4] != ns) return false;
+  const pid_t pid = std::atoi(fields[1].c_str());
+  if (pid <= 0) return false;
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] == 'Z';
 }
 
 torch::Device resolve_device(const std::string& device) {
@@ -85,9 +133,45 @@ void set_threads(const RunnerOptions& options) {
   set_cpu_threads(threads);
 }
 
-std::string checkpoint_path(const std::string& db_path, const std::string& config_hash) {
-  fs::path dir = fs::path(db_path).parent_path();
-  return (dir / "checkpoints" / (config_hash + ".pt")).string();
+// `<folder of the database file>/checkpoints/<config hash>-<database id>.pt`. The folder is the
+// real one (symlinks resolved), so a database has one checkpoint folder however its path is
+// written; the database id keeps two databases in one folder (or a database deleted and made
+// again at the same path) from ever reading each other's checkpoints.
+// (RunnerOptions::checkpoint_dir, where set, replaces the folder.)
+std::string checkpoint_path(const Store& store, const RunnerOptions& options,
+                            const std::string& config_hash) {
+  std::error_code ec;
+  fs::path real = fs::canonical(store.path(), ec);
+  if (ec) real = fs::absolute(store.path());
+  const fs::path dir = options.checkpoint_dir.empty() ? real.parent_path() / "checkpoints"
+                                                      : fs::path(options.checkpoint_dir);
+  return (dir / (config_hash + "-" + store.database_id() + ".pt")).string();
+}
+
+// Whether the run resumes from its checkpoint: the file must be this run's of this database, at
+// the step the database records. Anything else is ignored (the run trains from step 0 and its
+// first checkpoint replaces the file), and `why` says why.
+bool resumable_checkpoint(const std::string& path, const Store& store, const RunRow& run,
+                          std::string& why) {
+  why.clear();
+  if (!fs::exists(path)) return false;
+  const CheckpointState state = inspect_checkpoint(path);
+  why = checkpoint_mismatch(state, {run.config_hash, store.database_id(), run.run_id},
+                            run.checkpoint_step);
+  return why.empty();
+}
+
+// A run is reclaimed when its heartbeat is older than --stale-after; the heartbeat is written
+// every stale/4 seconds (at least every second, at most every 15). Below kMinStaleAfterS a busy
+// database or a slow step would make two live workers take the run from each other (at 0,
+// every claim would).
+constexpr double kMinStaleAfterS = 5;
+void check_stale_after(const RunnerOptions& options) {
+  if (!(options.stale_after_s >= kMinStaleAfterS))
+    throw ConfigError("--stale-after", fmt::format("{}", options.stale_after_s),
+                      fmt::format("must be at least {} seconds (the heartbeat is written every "
+                                  "stale-after/4 seconds, at least every second)",
+                                  kMinStaleAfterS));
 }
 
 // A database path whose folder cannot be made is bad input (exit 2), named in one line.
@@ -193,16 +277,36 @@ class ProgressPrinter {
 // Runs on this host whose worker process no longer exists are released at once (killed),
 // instead of waiting for their heartbeat to go stale.
 void release_dead_local_workers(Store& store, const std::string& sweep) {
-  const std::string host = host_name();
-  for (const RunRow& run : store.sweep_runs(sweep)) {
-    if (run.status != "running") continue;
-    auto first = run.worker.find(':'), second = run.worker.find(':', first + 1);
-    if (first == std::string::npos || second == std::string::npos) continue;
-    if (run.worker.substr(0, first) != host) continue;
-    pid_t pid = std::atoi(run.worker.substr(first + 1, second - first - 1).c_str());
-    if (pid <= 0 || (::kill(pid, 0) != 0 && errno == ESRCH))
+  for (const RunRow& run : store.sweep_runs(sweep))
+    if (run.status == "running" && worker_is_gone(run.worker))
       store.release_run(run.run_id, run.worker,
                         fmt::format("worker {} died (found by a later sweep run)", run.worker));
+}
+
+// The runs of the sweep that other workers are training now.
+std::vector<RunRow> runs_trained_elsewhere(Store& store, const std::string& sweep,
+                                           const std::string& worker) {
+  std::vector<RunRow> out;
+  for (const RunRow& run : store.sweep_runs(sweep))
+    if (run.status == "running" && run.worker != worker) out.push_back(run);
+  return out;
+}
+
+// Runs no sweep lists any more (a variant removed with --allow-changed) are kept, metrics and
+// checkpoint included (never lose a result); `sweep status` lists them so they are not
+// invisible. A spec that lists the config again gets them back as they were.
+void print_orphaned_runs(Store& store) {
+  const auto orphans = store.orphaned_runs();
+  if (orphans.empty()) return;
+  std::cout << fmt::format(
+      "orphaned: {} run(s) no sweep lists (kept with their metrics; a spec listing the same "
+      "config gets them back)\n",
+      orphans.size());
+  for (const auto& run : orphans) {
+    const Json config = Json::parse(run.config_json);
+    std::cout << fmt::format("  {:<8} run {} ffn.type={} seed={} step {} config {}\n", run.status,
+                             run.run_id, config.value("/ffn/type"_json_pointer, std::string("?")),
+                             run.seed, run.last_step.value_or(0), run.config_hash);
   }
 }
 
@@ -224,8 +328,8 @@ class StoreHooks : public TrainHooks {
             own.heartbeat(run_.run_id, worker_);
           } catch (const LostOwnership&) {
             lost_ = true;
-          } catch (const StoreError&) {
-            // a busy database: the next beat retries
+          } catch (const std::exception&) {
+            // a busy (or, for a moment, full) database: the next beat retries
           }
         }
       } catch (const std::exception&) {
@@ -259,8 +363,8 @@ class StoreHooks : public TrainHooks {
     fault::point("logged");
     progress_.on_log(step, metrics);
   }
-  void on_checkpoint(int64_t step) override {
-    store_.set_checkpoint_step(run_.run_id, worker_, step);
+  void commit_checkpoint(int64_t step, const std::function<void()>& move_into_place) override {
+    store_.commit_checkpoint(run_.run_id, worker_, step, move_into_place);
   }
   bool stop_requested() override {
     fault::point("step");
@@ -280,7 +384,38 @@ class StoreHooks : public TrainHooks {
   std::atomic<bool> lost_{false};
 };
 
-// Claims and trains runs of the sweep until none is left. Returns an exit status.
+// Waits (a second at a time) while runs of the sweep are trained by other workers, so that a
+// sweep is reported only once every run it lists has ended: another sweep sharing a run, or a
+// --jobs sibling, may still be training it. Says so after kWaitQuietS seconds, then every
+// kWaitEveryS. Returns false when nothing is left to wait for.
+class ElsewhereWaiter {
+ public:
+  static constexpr double kWaitQuietS = 10, kWaitEveryS = 60;
+  bool wait(Store& store, const std::string& sweep, const std::string& worker, bool quiet) {
+    const auto others = runs_trained_elsewhere(store, sweep, worker);
+    if (others.empty()) return false;
+    const double now = unix_now();
+    if (since_ == 0) since_ = now;
+    if (!quiet && now - since_ >= kWaitQuietS && now - said_at_ >= kWaitEveryS) {
+      std::string names;
+      for (const auto& run : others)
+        names += fmt::format("{}{} (step {}, worker {})", names.empty() ? "" : ", ", run.name,
+                             run.last_step.value_or(0), run.worker);
+      std::cout << fmt::format("[{}] waiting for {} run(s) being trained by other workers: {}",
+                               sweep, others.size(), names)
+                << std::endl;
+      said_at_ = now;
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    return true;
+  }
+
+ private:
+  double since_ = 0, said_at_ = 0;
+};
+
+// Claims and trains runs of the sweep until none is left and none is being trained elsewhere.
+// Returns an exit status.
 int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
               const std::string& db_path) {
   const torch::Device device = resolve_device(options.device);
@@ -288,12 +423,16 @@ int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
   const std::string worker = new_worker_id();
   const double session_start = options.session_start > 0 ? options.session_start : unix_now();
   ProgressPrinter progress(store, sweep.name, options);
+  ElsewhereWaiter waiter;
   int status = 0;
   while (g_stop_signal.load() == 0) {
     release_dead_local_workers(store, sweep.name);
     auto claimed = store.claim_next(sweep.sweep_id, worker, options.stale_after_s,
                                     options.max_attempts, session_start);
-    if (!claimed) break;
+    if (!claimed) {
+      if (waiter.wait(store, sweep.name, worker, options.quiet)) continue;
+      break;
+    }
     const RunRow& run = *claimed;
     auto say = [&](const std::string& line) { progress.say(line); };
     progress.start_run(run, 0, 0);  // names the run in lines printed before its config is read
@@ -302,9 +441,19 @@ int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
       progress.start_run(run, config.train.steps, config.eval.every);
       TrainOptions train_options;
       train_options.device = device;
-      train_options.checkpoint_path = checkpoint_path(db_path, run.config_hash);
-      const bool resumable = fs::exists(train_options.checkpoint_path);
-      say(run.attempt == 1 ? "starting"
+      train_options.checkpoint_path = checkpoint_path(store, options, run.config_hash);
+      train_options.database_id = store.database_id();
+      train_options.run_id = run.run_id;
+      // This worker owns the run now: what earlier holders left half-written goes.
+      remove_checkpoint_temporaries(train_options.checkpoint_path);
+      std::string ignored_because;
+      const bool resumable =
+          resumable_checkpoint(train_options.checkpoint_path, store, run, ignored_because);
+      train_options.resume = resumable;
+      if (!ignored_because.empty())
+        say(fmt::format("ignoring the checkpoint {}: {}", train_options.checkpoint_path,
+                        ignored_because));
+      say(run.attempt == 1 && !resumable ? "starting"
           : resumable
               ? fmt::format("resuming from its checkpoint (attempt {})", run.attempt)
               : fmt::format("starting again from step 0: no checkpoint (attempt {})", run.attempt));
@@ -315,6 +464,12 @@ int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
       if (!resumable) store.delete_metrics_after(run.run_id, worker, -1);
       TrainResult result = train_run(config, train_options, hooks);
       if (result.finished) {
+        // Never a finished run without its history: the last step must be recorded.
+        const auto recorded = store.run(run.run_id);
+        if (!recorded || recorded->last_step != config.train.steps)
+          throw std::runtime_error(fmt::format(
+              "the run reached step {} but the database records its metrics only up to step {}",
+              result.step, recorded && recorded->last_step ? *recorded->last_step : -1));
         store.end_run(run.run_id, worker, "finished", "");
         say("finished");
       } else if (hooks.lost()) {
@@ -328,6 +483,16 @@ int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
       }
     } catch (const LostOwnership& e) {
       say(std::string("lost: ") + e.what());
+    } catch (const EnvironmentError& e) {
+      // A full or failing disk: not the run's fault. It is released as killed (a killed run is
+      // taken again by the next sweep run whatever its attempts), and this worker stops: the
+      // next write would fail the same way. Releasing is itself a write and may fail too; then
+      // the next sweep run finds this worker gone and releases the run.
+      try {
+        store.release_run(run.run_id, worker, std::string("environment: ") + e.what());
+      } catch (const std::exception&) {
+      }
+      throw;
     } catch (const CheckpointError& e) {
       // Rare: register_and_run checked every checkpoint before the first write; this one went
       // bad since. The claim cannot be taken back, so the run is released as killed (it keeps its
@@ -372,7 +537,9 @@ int spawn_workers(const std::string& sweep, const RunnerOptions& options) {
                                      "--max-attempts",
                                      std::to_string(options.max_attempts),
                                      "--session-start",
-                                     fmt::format("{:.6f}", options.session_start)};
+                                     fmt::format("{:.6f}", options.session_start),
+                                     "--parent",
+                                     std::to_string(::getpid())};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -451,10 +618,10 @@ int register_and_run(const SweepSpec& spec, const RunnerOptions& options, bool a
   // write, so an unusable one (truncated, corrupt, another config's) is refused with the
   // database left exactly as it was, and the user can delete or restore the file and rerun.
   for (const auto& p : planned) {
-    const std::string path = checkpoint_path(options.db_path, p.config_hash);
+    const std::string path = checkpoint_path(store, options, p.config_hash);
     if (!fs::exists(path)) continue;
     if (auto run = store.run_by_hash(p.config_hash); run && run->status == "finished") continue;
-    inspect_checkpoint(path, p.config_hash);
+    inspect_checkpoint(path);
   }
   store.register_sweep(spec.name, canonical_dump(spec_json), spec.spec_hash(), planned);
   auto sweep = store.find_sweep(spec.name);
@@ -475,6 +642,7 @@ int register_and_run(const SweepSpec& spec, const RunnerOptions& options, bool a
 int run_sweep(const SweepCommand& command, const RunnerOptions& given_options) {
   RunnerOptions options = given_options;
   if (options.session_start <= 0) options.session_start = unix_now();
+  check_stale_after(options);
   SweepSpec spec = load_spec(command.spec_file, command.overrides);
   std::vector<RunConfig> configs = validate_spec(spec);
   if (options.jobs < 1) throw ConfigError("--jobs", std::to_string(options.jobs), "must be >= 1");
@@ -499,6 +667,7 @@ int train_config(const std::string& config_file, const std::string& sweep_name, 
                  const RunnerOptions& given_options) {
   RunnerOptions options = given_options;
   if (options.session_start <= 0) options.session_start = unix_now();
+  check_stale_after(options);
   Json raw = read_json_file(config_file);
   RunConfig config = parse_run_config(raw, config_file);
   check_corpus_available(config.data);
@@ -523,6 +692,14 @@ int train_config(const std::string& config_file, const std::string& sweep_name, 
 
 int run_worker(const std::string& sweep_name, const RunnerOptions& options) {
   install_stop_handlers();
+  // A worker dies with the `sweep run` that started it: when the parent goes (even by SIGKILL),
+  // the kernel sends SIGTERM, and the worker stops its run after a checkpoint as for Ctrl-C.
+  // The parent may have gone before prctl: then it stops now.
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (options.parent_pid > 0 && ::getppid() != options.parent_pid) {
+    std::cerr << "worker: its sweep run (pid " << options.parent_pid << ") is gone; stopping\n";
+    return 130;
+  }
   Store store(options.db_path, false);
   auto sweep = store.find_sweep(sweep_name);
   if (!sweep) throw ConfigError(options.db_path, "sweep", sweep_name, "no such sweep");
@@ -530,10 +707,11 @@ int run_worker(const std::string& sweep_name, const RunnerOptions& options) {
 }
 
 int print_status(const std::string& sweep_name, const RunnerOptions& options) {
-  Store store(options.db_path, false);
+  Store store(options.db_path, OpenMode::read_only);
   std::vector<SweepRow> sweeps;
   if (sweep_name.empty()) {
     sweeps = store.sweeps();
+    if (sweeps.empty()) std::cout << options.db_path << ": the database holds no sweeps\n";
   } else if (auto s = store.find_sweep(sweep_name)) {
     sweeps.push_back(*s);
   } else {
@@ -564,6 +742,7 @@ int print_status(const std::string& sweep_name, const RunnerOptions& options) {
         std::cout << fmt::format("  {:<8} {} step {} {}\n", run.status, run.name,
                                  run.last_step.value_or(0), run.error);
   }
+  if (sweep_name.empty()) print_orphaned_runs(store);
   return 0;
 }
 

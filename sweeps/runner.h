@@ -14,7 +14,7 @@ struct RunnerOptions {
   std::string device = "auto";  // cpu | cuda | auto
   int jobs = 1;
   int threads = 0;             // LibTorch intra-op threads per worker; 0: cores / jobs
-  double stale_after_s = 120;  // a running run whose heartbeat is older is reclaimed
+  double stale_after_s = 120;  // a running run whose heartbeat is older is reclaimed (>= 5)
   int max_attempts = 2;        // a failed run is retried until it has been started this often
   bool quiet = false;
   // When this `sweep run` began (unix seconds; 0: now). Runs that failed after it are not
@@ -25,6 +25,9 @@ struct RunnerOptions {
   std::string checkpoint_dir;
   // sweep submit: validate and record the sweep and its runs, train nothing.
   bool record_only = false;
+  // A --jobs worker: the pid of the `sweep run` that started it (the worker stops when it is
+  // gone); 0 otherwise.
+  int parent_pid = 0;
 };
 
 struct SweepCommand {
@@ -34,7 +37,9 @@ struct SweepCommand {
   bool allow_changed = false;
 };
 
-// Exit status: 0 every run finished, 1 a run failed, 2 bad input, 130 stopped by a signal.
+// Exit status: 0 every run finished, 1 a run failed, 2 bad input, 75 a full or failing disk
+// (EnvironmentError, thrown to main; the run is released), 130 stopped by a signal. It returns
+// only once no run of the sweep is being trained by any worker (another sweep may share one).
 int run_sweep(const SweepCommand& command, const RunnerOptions& options);
 
 // `sweep train CONFIG.json`: one config as a one-run sweep (named `sweep_name`, default the
