@@ -95,18 +95,16 @@ const char* kColours[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                           "#7b4173", "#5254a3", "#8ca252", "#bd9e39", "#ad494a"};
 const size_t kColourCount = sizeof kColours / sizeof *kColours;
 
-struct Series {
-  std::string key, variant;
-  int seeds = 0;
-  std::vector<CurvePoint> points;
-};
-
 int64_t config_int(const Json& config, const char* path, int64_t fallback) {
   const Json* v = find_path(config, path);
   return v && v->is_number() ? v->get<int64_t>() : fallback;
 }
 
 }  // namespace
+
+VariantStyle variant_style(size_t variant_index) {
+  return {kColours[variant_index % kColourCount], int(1 + variant_index / kColourCount)};
+}
 
 std::vector<std::string> matching_keys(Store& store, const std::string& sweep,
                                        const std::string& pattern) {
@@ -127,46 +125,30 @@ std::vector<std::string> matching_keys(Store& store, const std::string& sweep,
   return keys;
 }
 
-PlotFiles write_plot_files(Store& store, const PlotOptions& o) {
-  if (o.x != "step" && o.x != "wall" && o.x != "tokens")
-    throw ConfigError("--x", o.x, "must be step, wall or tokens");
-  if (o.band != "minmax" && o.band != "std" && o.band != "none")
-    throw ConfigError("--band", o.band, "must be minmax, std or none");
-  const fs::path image(o.out);
-  const std::string ext = image.extension().string();
-  if (ext != ".png" && ext != ".svg") throw ConfigError("--out", o.out, "must end in .png or .svg");
-  if (!store.find_sweep(o.sweep))
-    throw ConfigError(store.path(), "SWEEP", o.sweep, "no such sweep in the database");
-
-  PlotFiles files;
-  files.image = o.out;
-  files.data = (image.parent_path() / image.stem()).string() + ".dat";
-  files.script = (image.parent_path() / image.stem()).string() + ".gp";
-  files.keys = matching_keys(store, o.sweep, o.metric);
-  if (files.keys.empty())
-    throw ConfigError("--metric", o.metric, "no metric of sweep \"" + o.sweep + "\" matches it");
-
+std::vector<CurveSeries> sweep_curves(Store& store, const std::string& sweep,
+                                      const std::vector<std::string>& keys, const std::string& x) {
   // Runs grouped by variant in expansion order; every run with points counts (a plot of a
-  // sweep still running is useful), and the data file says how many seeds each point has.
+  // sweep still running is useful), and each point says how many seeds it has.
   std::vector<std::string> variants;
   std::map<std::string, std::vector<RunRow>> runs_of;
-  for (const RunRow& run : store.sweep_runs(o.sweep)) {
+  for (const RunRow& run : store.sweep_runs(sweep)) {
     if (!runs_of.count(run.variant)) variants.push_back(run.variant);
     runs_of[run.variant].push_back(run);
   }
 
-  std::vector<Series> all;
-  for (const auto& key : files.keys) {
-    for (const auto& variant : variants) {
-      Series s;
+  std::vector<CurveSeries> all;
+  for (const auto& key : keys) {
+    for (size_t v = 0; v < variants.size(); ++v) {
+      CurveSeries s;
       s.key = key;
-      s.variant = variant;
+      s.variant = variants[v];
+      s.variant_index = v;
       struct Acc {
         std::vector<double> values, walls;
       };
       std::map<int64_t, Acc> by_step;
       int64_t tokens_per_step = 0;
-      for (const auto& run : runs_of[variant]) {
+      for (const auto& run : runs_of[s.variant]) {
         auto series = store.metric_series(run.run_id, key);
         if (series.empty()) continue;
         ++s.seeds;
@@ -193,15 +175,37 @@ PlotFiles write_plot_files(Store& store, const PlotOptions& o) {
         c.std = stat.std;
         c.min = *std::min_element(acc.values.begin(), acc.values.end());
         c.max = *std::max_element(acc.values.begin(), acc.values.end());
-        c.x = o.x == "step"   ? double(step)
-              : o.x == "wall" ? mean_std(acc.walls).mean
-                              : double(step) * double(tokens_per_step);
+        c.x = x == "step"   ? double(step)
+              : x == "wall" ? mean_std(acc.walls).mean
+                            : double(step) * double(tokens_per_step);
         s.points.push_back(c);
       }
       all.push_back(std::move(s));
     }
   }
+  return all;
+}
 
+PlotFiles write_plot_files(Store& store, const PlotOptions& o) {
+  if (o.x != "step" && o.x != "wall" && o.x != "tokens")
+    throw ConfigError("--x", o.x, "must be step, wall or tokens");
+  if (o.band != "minmax" && o.band != "std" && o.band != "none")
+    throw ConfigError("--band", o.band, "must be minmax, std or none");
+  const fs::path image(o.out);
+  const std::string ext = image.extension().string();
+  if (ext != ".png" && ext != ".svg") throw ConfigError("--out", o.out, "must end in .png or .svg");
+  if (!store.find_sweep(o.sweep))
+    throw ConfigError(store.path(), "SWEEP", o.sweep, "no such sweep in the database");
+
+  PlotFiles files;
+  files.image = o.out;
+  files.data = (image.parent_path() / image.stem()).string() + ".dat";
+  files.script = (image.parent_path() / image.stem()).string() + ".gp";
+  files.keys = matching_keys(store, o.sweep, o.metric);
+  if (files.keys.empty())
+    throw ConfigError("--metric", o.metric, "no metric of sweep \"" + o.sweep + "\" matches it");
+
+  const std::vector<CurveSeries> all = sweep_curves(store, o.sweep, files.keys, o.x);
   {
     std::ofstream dat(files.data);
     if (!dat) throw std::runtime_error("plot: cannot write " + files.data);
@@ -210,7 +214,7 @@ PlotFiles write_plot_files(Store& store, const PlotOptions& o) {
         "separated by two blank lines (gnuplot index 0, 1, ...)\n",
         o.sweep, o.metric, o.x);
     for (size_t i = 0; i < all.size(); ++i) {
-      const Series& s = all[i];
+      const CurveSeries& s = all[i];
       if (i) dat << "\n\n";
       dat << fmt::format("# index {} key {} variant {} seeds {}\n", i, s.key, s.variant, s.seeds);
       dat << "# x step n mean std min max\n";
@@ -261,10 +265,9 @@ PlotFiles write_plot_files(Store& store, const PlotOptions& o) {
     std::vector<std::string> items;
     for (size_t i = 0; i < all.size(); ++i) {
       if (all[i].key != key) continue;
-      const size_t v =
-          size_t(std::find(variants.begin(), variants.end(), all[i].variant) - variants.begin());
-      const std::string colour = kColours[v % kColourCount];
-      const size_t dash = 1 + v / kColourCount;
+      const VariantStyle style = variant_style(all[i].variant_index);
+      const std::string& colour = style.colour;
+      const int dash = style.dash;
       const std::string source = items.empty() ? gp_quote(data_name) : "\"\"";
       if (o.band == "minmax")
         items.push_back(

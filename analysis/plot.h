@@ -32,6 +32,29 @@ struct CurvePoint {
   double mean = 0, std = 0, min = 0, max = 0;
 };
 
+// One variant's curve for one metric key: its points, and how many seeds logged the key.
+struct CurveSeries {
+  std::string key, variant;
+  size_t variant_index = 0;  // position of the variant in the sweep's expansion order
+  int seeds = 0;
+  std::vector<CurvePoint> points;
+};
+
+// The curves of every (key, variant) pair that has points, keys in the order given, variants in
+// expansion order. Runs of every status count (a running sweep can be watched); x is "step",
+// "wall" (time/wall_s averaged over the seeds at a step) or "tokens" (step x batch x sequence).
+std::vector<CurveSeries> sweep_curves(Store& store, const std::string& sweep,
+                                      const std::vector<std::string>& keys, const std::string& x);
+
+// How the i-th variant of a sweep is drawn, the same in every panel, figure and page: one of
+// 20 distinct colours ("#rrggbb"), and past them the colours again with a dashed line
+// (dash 1 is solid, 2, 3, ... ever longer gaps).
+struct VariantStyle {
+  std::string colour;
+  int dash = 1;
+};
+VariantStyle variant_style(size_t variant_index);
+
 // Every key of the sweep's runs that `pattern` matches (fnmatch; a plain key matches itself),
 // layer numbers in numeric order.
 std::vector<std::string> matching_keys(Store& store, const std::string& sweep,

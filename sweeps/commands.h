@@ -2,6 +2,7 @@
 //   cli_run.cpp       run, status, train (and the internal worker)
 //   cli_analysis.cpp  report, plot, export
 //   cli_bench.cpp     bench
+//   cli_serve.cpp     serve
 //   cli_specs.cpp     specs
 //   cli_version.cpp   --version (a flag of `sweep` itself, not a subcommand)
 //   cli_submit.cpp    submit, collect (Slurm; and the internal run-task)
@@ -24,6 +25,7 @@ struct Command {
 std::vector<Command> add_run_commands(CLI::App& app);
 std::vector<Command> add_analysis_commands(CLI::App& app);
 std::vector<Command> add_bench_commands(CLI::App& app);
+std::vector<Command> add_serve_commands(CLI::App& app);
 std::vector<Command> add_specs_commands(CLI::App& app);
 void add_version_flag(CLI::App& app);
 std::vector<Command> add_submit_commands(CLI::App& app);

@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
 
   std::vector<Command> commands;
   for (auto add : {&add_run_commands, &add_analysis_commands, &add_bench_commands,
-                   &add_specs_commands, &add_submit_commands})
+                   &add_specs_commands, &add_submit_commands, &add_serve_commands})
     for (auto& c : add(app)) commands.push_back(std::move(c));
 
   try {

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "analysis/summary.h"
+#include "analysis/sweep_progress.h"
 #include "build_info.h"
 #include "experiments/checkpoint.h"
 #include "experiments/corpus.h"
@@ -719,25 +720,14 @@ int print_status(const std::string& sweep_name, const RunnerOptions& options) {
   }
   const double now = unix_now();
   for (const auto& sweep : sweeps) {
-    std::map<std::string, int> counts;
-    double done_steps = 0, total_steps = 0, first_start = now;
-    auto runs = store.sweep_runs(sweep.name);
-    for (const auto& run : runs) {
-      ++counts[run.status];
-      const Json config = Json::parse(run.config_json);
-      double steps = config.value("/train/steps"_json_pointer, 1000.0);
-      total_steps += steps;
-      done_steps += run.status == "finished" ? steps : double(run.last_step.value_or(0));
-      if (run.started_at) first_start = std::min(first_start, *run.started_at);
-    }
-    std::string line = fmt::format("{}: {} runs", sweep.name, runs.size());
-    for (const auto& [status, n] : counts) line += fmt::format(", {} {}", n, status);
-    const double fraction = total_steps > 0 ? done_steps / total_steps : 0;
-    line += fmt::format("; {:.1f}% of steps", 100 * fraction);
-    if (counts["running"] > 0 && fraction > 0 && fraction < 1)
-      line += fmt::format(", about {:.0f} s left", (now - first_start) * (1 - fraction) / fraction);
+    // The same numbers as the page of `sweep serve` (analysis/sweep_progress.h).
+    const SweepProgress progress = sweep_progress(store, sweep.name, now);
+    std::string line = fmt::format("{}: {} runs", sweep.name, progress.runs.size());
+    for (const auto& [status, n] : progress.per_status) line += fmt::format(", {} {}", n, status);
+    line += fmt::format("; {:.1f}% of steps", 100 * progress.fraction);
+    if (progress.seconds_left) line += fmt::format(", about {:.0f} s left", *progress.seconds_left);
     std::cout << line << "\n";
-    for (const auto& run : runs)
+    for (const auto& run : progress.runs)
       if (run.status == "running" || run.status == "failed" || run.status == "killed")
         std::cout << fmt::format("  {:<8} {} step {} {}\n", run.status, run.name,
                                  run.last_step.value_or(0), run.error);
