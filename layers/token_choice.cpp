@@ -66,12 +66,12 @@ TokenChoiceOutput token_choice_forward(const torch::Tensor& x, const torch::Tens
 
   TokenChoiceOutput out;
   out.y = y.view({s, b, d}).transpose(0, 1);
-  // Load balancing: f_e from the top choice before capacity, P_e the mean probability.
-  auto top_choice = top_experts.select(1, 0);
-  auto top_choice_frac = torch::zeros({e}, probs.options())
-                             .scatter_add_(0, top_choice, torch::ones({n}, probs.options())) /
-                         double(n);
-  out.aux_loss = options.aux_loss_weight * double(e) * (top_choice_frac * probs.mean(0)).sum();
+  // Load balancing: f_e the share of the N k assignments (token, choice) sent to e before
+  // capacity (Switch: the top choice), P_e the mean probability. Counting every choice, not
+  // only the first, balances what capacity is applied to: with the top choice alone, top-2's
+  // second choices may pile onto a few experts unpenalised.
+  auto assigned_frac = load.to(probs.scalar_type()) / double(assignments);
+  out.aux_loss = options.aux_loss_weight * double(e) * (assigned_frac * probs.mean(0)).sum();
   if (options.z_loss_weight > 0)
     out.aux_loss = out.aux_loss + options.z_loss_weight * torch::logsumexp(logits, 1).pow(2).mean();
 

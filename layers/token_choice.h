@@ -18,9 +18,10 @@
 // uses the router probability p_{t,e} as the gate; for k >= 2 the gates are the top-k
 // probabilities renormalised to sum to 1 (GShard top-2, Mixtral), computed before dropping.
 //
-// Auxiliary load-balancing loss alpha E sum_e f_e P_e (f_e: fraction of tokens whose top
-// choice is e, before capacity; P_e: mean router probability), alpha at perfect balance;
-// optional router z-loss beta mean_t(logsumexp(logits_t)^2).
+// Auxiliary load-balancing loss alpha E sum_e f_e P_e (f_e: share of the N k (token, choice)
+// assignments sent to e, before capacity, which for Switch is the share of tokens whose top
+// choice is e; P_e: mean router probability), alpha at perfect balance; optional router
+// z-loss beta mean_t(logsumexp(logits_t)^2).
 #pragma once
 
 #include "layers/ffn_layer.h"

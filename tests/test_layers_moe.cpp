@@ -297,13 +297,13 @@ TEST_CASE("switch and top-2 equal the naive loop, capacity taken position-major"
     CHECK(stat(*layer, "entropy") > 0.0);
     CHECK(stat(*layer, "entropy") < 1.0);
 
-    // The load-balancing loss from its definition: alpha E sum_e f_e P_e with f_e from the top
-    // choice before capacity.
+    // The load-balancing loss from its definition: alpha E sum_e f_e P_e with f_e the share of
+    // the 20 k (token, choice) assignments sent to e before capacity.
     Vec top_frac(3, 0.0), mean_p(3, 0.0);
     for (int64_t b = 0; b < 4; ++b)
       for (int64_t t = 0; t < 5; ++t) {
         Vec p = router_softmax(token_vector(x, b, t), layer->router);
-        top_frac[descending_order(p)[0]] += 1.0 / 20;
+        for (int64_t r = 0; r < k; ++r) top_frac[descending_order(p)[r]] += 1.0 / double(20 * k);
         for (int64_t e = 0; e < 3; ++e) mean_p[e] += p[e] / 20;
       }
     double expected = 0;
