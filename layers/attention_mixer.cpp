@@ -42,8 +42,8 @@ std::unique_ptr<MixerCache> AttentionMixerImpl::new_cache(int64_t) const {
 torch::Tensor attend_cached(const torch::Tensor& q, const PositionCache& cache,
                             const std::vector<int64_t>& positions) {
   auto [keys, values] = cache.gather(positions);  // (B, H, m, hd)
-  auto scores = torch::matmul(keys, q.unsqueeze(-1)).squeeze(-1) / std::sqrt(double(q.size(-1)));
-  return torch::matmul(torch::softmax(scores, -1).unsqueeze(2), values).squeeze(2);
+  auto scores = cached_scores(q, keys) / std::sqrt(double(q.size(-1)));
+  return cached_weighted_sum(torch::softmax(scores, -1), values);
 }
 
 torch::Tensor AttentionMixerImpl::step(const torch::Tensor& x, MixerCache& base) {

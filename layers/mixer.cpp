@@ -106,4 +106,15 @@ std::vector<int64_t> PositionCache::held_positions() const {
   return out;
 }
 
+torch::Tensor cached_scores(const torch::Tensor& q, const torch::Tensor& keys) {
+  const int64_t b = keys.size(0), h = keys.size(1), m = keys.size(2), hd = keys.size(3);
+  return torch::bmm(keys.reshape({b * h, m, hd}), q.reshape({b * h, hd, 1})).view({b, h, m});
+}
+
+torch::Tensor cached_weighted_sum(const torch::Tensor& weights, const torch::Tensor& values) {
+  const int64_t b = values.size(0), h = values.size(1), m = values.size(2), hd = values.size(3);
+  return torch::bmm(weights.reshape({b * h, 1, m}), values.reshape({b * h, m, hd}))
+      .view({b, h, hd});
+}
+
 }  // namespace mixlab

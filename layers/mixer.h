@@ -116,4 +116,11 @@ class PositionCache : public MixerCache {
   int64_t evictions_ = 0;
 };
 
+// Reading a cache in one decoding step, by batched products over (batch x head) on strided
+// views of the cache's buffers (torch::matmul would first copy a 4-D view whole):
+// q (B, H, hd) . keys (B, H, m, hd) -> (B, H, m), and weights (B, H, m) x values
+// (B, H, m, hd) -> (B, H, hd).
+torch::Tensor cached_scores(const torch::Tensor& q, const torch::Tensor& keys);
+torch::Tensor cached_weighted_sum(const torch::Tensor& weights, const torch::Tensor& values);
+
 }  // namespace mixlab

@@ -58,12 +58,11 @@ torch::Tensor RecurrenceImpl::step(const torch::Tensor& x, MixerCache& base) {
   if (!predecessors.empty()) {
     auto [keys, outputs] = cache.gather(predecessors);  // (B, H, m, hd)
     const double scale = 1 / std::sqrt(double(q.size(-1)));
-    auto self_score = (q * k).sum(-1, /*keepdim=*/true) * scale;                  // (B, H, 1)
-    auto past_scores = torch::matmul(keys, q.unsqueeze(-1)).squeeze(-1) * scale;  // (B, H, m)
+    auto self_score = (q * k).sum(-1, /*keepdim=*/true) * scale;  // (B, H, 1)
+    auto past_scores = cached_scores(q, keys) * scale;            // (B, H, m)
     auto w = torch::softmax(torch::cat({self_score, past_scores}, -1), -1);
     y = w.narrow(-1, 0, 1) * v +
-        torch::matmul(w.narrow(-1, 1, int64_t(predecessors.size())).unsqueeze(2), outputs)
-            .squeeze(2);
+        cached_weighted_sum(w.narrow(-1, 1, int64_t(predecessors.size())), outputs);
   }
   cache.add(t, k, y);
   if (!pattern_.keeps_everything()) cache.retain(pattern_.retained_after(t));
