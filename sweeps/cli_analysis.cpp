@@ -1,5 +1,6 @@
 // report, plot, export: everything drawn from the database (analysis/ has no LibTorch).
-// Each opens the database read-only (OpenMode::read_only): a read never writes.
+// Each opens the database read-only (OpenMode::read_only): a read never writes. Per-run
+// databases of Slurm tasks beside it are read too, through a copy in memory (open_for_reading).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include "analysis/plot.h"
 #include "analysis/report.h"
 #include "experiments/config_reader.h"
+#include "results/collect.h"
 #include "results/store.h"
 #include "sweeps/commands.h"
 
@@ -84,7 +86,8 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
                    const auto format = parse_table_format(args->format);
                    if (!format)
                      throw ConfigError("--format", args->format, "must be md, csv or latex");
-                   Store store(args->db, OpenMode::read_only);
+                   const auto opened = open_for_reading(args->db);
+                   Store& store = *opened;
                    if (args->sweep.empty() && say_if_empty(store)) return 0;
                    bool first = true;
                    for (const auto& name : chosen_sweeps(store, args->db, args->sweep)) {
@@ -120,7 +123,8 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
   plot->add_option("--band", plot_args->options.band, "minmax, std or none")->capture_default_str();
   plot->add_option("--db", plot_args->db, "results database")->capture_default_str();
   out.push_back({plot, [args = plot_args] {
-                   Store store(args->db, OpenMode::read_only);
+                   const auto opened = open_for_reading(args->db);
+                   Store& store = *opened;
                    PlotOptions o = args->options;
                    if (o.sweep.empty()) {
                      auto all = store.sweeps();
@@ -157,7 +161,8 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
       ->required();
   export_cmd->add_option("--db", export_args->db, "results database")->capture_default_str();
   out.push_back({export_cmd, [args = export_args] {
-                   Store store(args->db, OpenMode::read_only);
+                   const auto opened = open_for_reading(args->db);
+                   Store& store = *opened;
                    if (args->sweep.empty() && say_if_empty(store)) return 0;
                    const auto sweeps = chosen_sweeps(store, args->db, args->sweep);
                    check_writable_folder("--csv", args->dir, args->dir);

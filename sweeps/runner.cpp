@@ -27,8 +27,10 @@
 #include "experiments/corpus.h"
 #include "experiments/cpu_runtime.h"
 #include "experiments/trainer.h"
+#include "results/collect.h"
 #include "results/fault_injection.h"
 #include "results/store.h"
+#include "sweeps/slurm.h"
 #include "sweeps/validate.h"
 
 extern char** environ;
@@ -618,13 +620,16 @@ int register_and_run(const SweepSpec& spec, const RunnerOptions& options, bool a
   // A run that will resume must have a usable checkpoint: check them all before the first
   // write, so an unusable one (truncated, corrupt, another config's) is refused with the
   // database left exactly as it was, and the user can delete or restore the file and rerun.
+  // (sweep submit leaves this to each Slurm task, which checks its run's checkpoint itself.)
   for (const auto& p : planned) {
+    if (options.record_only) break;
     const std::string path = checkpoint_path(store, options, p.config_hash);
     if (!fs::exists(path)) continue;
     if (auto run = store.run_by_hash(p.config_hash); run && run->status == "finished") continue;
     inspect_checkpoint(path);
   }
   store.register_sweep(spec.name, canonical_dump(spec_json), spec.spec_hash(), planned);
+  if (options.record_only) return 0;
   auto sweep = store.find_sweep(spec.name);
 
   install_stop_handlers();
@@ -708,7 +713,10 @@ int run_worker(const std::string& sweep_name, const RunnerOptions& options) {
 }
 
 int print_status(const std::string& sweep_name, const RunnerOptions& options) {
-  Store store(options.db_path, OpenMode::read_only);
+  // Read-only, with the per-run databases of Slurm tasks collected into a copy in memory.
+  const auto opened = open_for_reading(options.db_path);
+  Store& store = *opened;
+  const auto slurm = slurm_notes(store);  // run_id -> its Slurm task's state
   std::vector<SweepRow> sweeps;
   if (sweep_name.empty()) {
     sweeps = store.sweeps();
@@ -727,10 +735,14 @@ int print_status(const std::string& sweep_name, const RunnerOptions& options) {
     line += fmt::format("; {:.1f}% of steps", 100 * progress.fraction);
     if (progress.seconds_left) line += fmt::format(", about {:.0f} s left", *progress.seconds_left);
     std::cout << line << "\n";
-    for (const auto& run : progress.runs)
-      if (run.status == "running" || run.status == "failed" || run.status == "killed")
-        std::cout << fmt::format("  {:<8} {} step {} {}\n", run.status, run.name,
-                                 run.last_step.value_or(0), run.error);
+    for (const auto& run : progress.runs) {
+      const auto task = slurm.find(run.run_id);
+      if (run.status == "running" || run.status == "failed" || run.status == "killed" ||
+          task != slurm.end())
+        std::cout << fmt::format("  {:<8} {} step {} {}{}\n", run.status, run.name,
+                                 run.last_step.value_or(0), run.error,
+                                 task == slurm.end() ? "" : "  [" + task->second + "]");
+    }
   }
   if (sweep_name.empty()) print_orphaned_runs(store);
   return 0;
