@@ -12,10 +12,12 @@ set xlabel "training tokens (step x batch size x sequence length)"
 set ylabel "train/loss (nats/token)"
 set title "moe_comparison: train/loss (band: min to max over seeds)"
 plot "train_loss_tokens.dat" index 0 using 1:6:7 with filledcurves fc rgb "#1f77b4" fs transparent solid 0.2 noborder notitle, \
-     "" index 0 using 1:4 with lines lw 2 lc rgb "#1f77b4" title "dense (3 seeds)", \
+     "" index 0 using 1:4 with lines lw 2 lc rgb "#1f77b4" dt 1 title "dense (3 seeds)", \
      "" index 1 using 1:6:7 with filledcurves fc rgb "#d62728" fs transparent solid 0.2 noborder notitle, \
-     "" index 1 using 1:4 with lines lw 2 lc rgb "#d62728" title "switch (3 seeds)", \
+     "" index 1 using 1:4 with lines lw 2 lc rgb "#d62728" dt 1 title "switch (3 seeds)", \
      "" index 2 using 1:6:7 with filledcurves fc rgb "#2ca02c" fs transparent solid 0.2 noborder notitle, \
-     "" index 2 using 1:4 with lines lw 2 lc rgb "#2ca02c" title "expert_choice (3 seeds)", \
+     "" index 2 using 1:4 with lines lw 2 lc rgb "#2ca02c" dt 1 title "top_2 (3 seeds)", \
      "" index 3 using 1:6:7 with filledcurves fc rgb "#ff7f0e" fs transparent solid 0.2 noborder notitle, \
-     "" index 3 using 1:4 with lines lw 2 lc rgb "#ff7f0e" title "mot (3 seeds)"
+     "" index 3 using 1:4 with lines lw 2 lc rgb "#ff7f0e" dt 1 title "expert_choice (3 seeds)", \
+     "" index 4 using 1:6:7 with filledcurves fc rgb "#9467bd" fs transparent solid 0.2 noborder notitle, \
+     "" index 4 using 1:4 with lines lw 2 lc rgb "#9467bd" dt 1 title "mot (3 seeds)"
