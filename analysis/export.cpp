@@ -79,7 +79,8 @@ constexpr const char* kRunsSql = R"(
   SELECT s.name AS sweep, sr.variant, sr.name, sr.position, r.run_id, r.seed, r.status,
          r.attempt, r.config_hash, r.config_json, r.params_total, r.params_active,
          r.flops_per_token, r.train_tokens, r.passes, r.last_step, r.host, r.device,
-         r.git_commit, r.torch_version, r.started_at, r.ended_at, r.error
+         r.git_commit, r.torch_version, r.data_fingerprint, r.data_location, r.threads, r.blas,
+         r.started_at, r.ended_at, r.error
   FROM sweep_runs sr JOIN sweeps s USING (sweep_id) JOIN runs r USING (run_id)
   WHERE s.name = ?1 ORDER BY sr.position)";
 

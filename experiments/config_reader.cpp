@@ -2,8 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace mixlab {
@@ -79,6 +82,9 @@ void ConfigReader::fail(const std::string& key, const std::string& message) cons
 
 int64_t ConfigReader::get_int(const std::string& key) const {
   const Json& v = raw(key);
+  // get<int64_t> would wrap 2^64 - 1 to -1: a value beyond int64 is refused, not changed.
+  if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+    fail(key, "is beyond the integer range (at most 9223372036854775807)");
   if (v.is_number_integer() || v.is_number_unsigned()) return v.get<int64_t>();
   if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>() &&
       std::fabs(v.get<double>()) < 9e15)
@@ -210,20 +216,78 @@ void set_path(Json& root, const std::string& dotted, const Json& value) {
   (*node)[names.back()] = value;
 }
 
-Json read_json_file(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw ConfigError(file, "", "", "cannot open the file");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
+namespace {
+// The byte offset at which `text` first nests arrays and objects deeper than `limit` (brackets
+// inside strings do not count), or npos. A scan of the text rather than a parser callback, so
+// nothing deep is ever built.
+size_t too_deep_at(const std::string& text, int limit) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return i;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::string::npos;
+}
+
+size_t line_of(const std::string& text, size_t offset) {
+  offset = std::min(offset, text.size());
+  return 1 + std::count(text.begin(), text.begin() + static_cast<long>(offset), '\n');
+}
+}  // namespace
+
+bool nests_too_deep(const std::string& text) {
+  return too_deep_at(text, kMaxJsonDepth) != std::string::npos;
+}
+
+Json parse_json_text(const std::string& text, const std::string& source, const std::string& key) {
+  // A file's errors give a line; a one-line value (--set) has only one.
+  const bool file = key.empty();
+  auto where = [&](size_t offset) {
+    return file ? fmt::format(" at line {}", line_of(text, offset)) : std::string();
+  };
+  const std::string value = file ? "" : short_value(Json(text.substr(0, 80)));
+  if (size_t at = too_deep_at(text, kMaxJsonDepth); at != std::string::npos)
+    throw ConfigError(source, key, value,
+                      fmt::format("JSON nested deeper than {} levels{}", kMaxJsonDepth, where(at)));
   try {
-    return Json::parse(buffer.str());
+    return Json::parse(text);
   } catch (const Json::parse_error& e) {
     // nlohmann reports a byte offset; a line number is what a person can find.
-    std::string text = buffer.str();
-    size_t offset = std::min<size_t>(e.byte, text.size());
-    size_t line = 1 + std::count(text.begin(), text.begin() + static_cast<long>(offset), '\n');
-    throw ConfigError(file, "", "", fmt::format("malformed JSON at line {}: {}", line, e.what()));
+    throw ConfigError(source, key, value,
+                      fmt::format("malformed JSON{}: {}", where(e.byte), e.what()));
   }
+}
+
+Json read_json_file(const std::string& file) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec))
+    throw ConfigError(file, "", "", "is a folder, not a JSON file");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw ConfigError(file, "", "", "cannot open the file");
+  // Read at most one chunk past the cap: /dev/zero or a FIFO must not be read without end.
+  std::string text;
+  char chunk[1 << 16];
+  while (text.size() <= kMaxJsonBytes && in.read(chunk, sizeof chunk).gcount() > 0)
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxJsonBytes)
+    throw ConfigError(
+        file, "", "",
+        fmt::format("is larger than {} MiB: not a spec or config", kMaxJsonBytes >> 20));
+  return parse_json_text(text, file);
 }
 
 }  // namespace mixlab

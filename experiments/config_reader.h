@@ -79,7 +79,21 @@ std::string content_hash(const Json& value);
 const Json* find_path(const Json& root, const std::string& dotted);
 void set_path(Json& root, const std::string& dotted, const Json& value);
 
-// Parses a file into JSON; throws ConfigError naming the file and the line on bad syntax.
+// What a JSON input (a spec, a run config, a --set value) may be. Specs are a few kilobytes;
+// the size cap keeps /dev/zero or a FIFO from being read without end, and the depth cap keeps
+// nlohmann's recursive dump (used by every error message) from overflowing the stack.
+constexpr size_t kMaxJsonBytes = size_t(16) << 20;
+constexpr int kMaxJsonDepth = 64;
+
+// Whether JSON text nests arrays and objects deeper than kMaxJsonDepth (brackets inside strings
+// do not count): such text is refused before it is parsed.
+bool nests_too_deep(const std::string& text);
+// Parses JSON text; throws ConfigError naming `source` and `key` (the line, for a file) on bad
+// syntax or nesting deeper than kMaxJsonDepth.
+Json parse_json_text(const std::string& text, const std::string& source,
+                     const std::string& key = "");
+// Parses a file into JSON (at most kMaxJsonBytes of it); throws ConfigError naming the file and
+// the line on bad syntax.
 Json read_json_file(const std::string& file);
 
 }  // namespace mixlab

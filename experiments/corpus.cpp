@@ -99,6 +99,41 @@ void check_corpus_available(const DataConfig& data) {
                                         where));
 }
 
+CorpusIdentity corpus_identity(const DataConfig& data) {
+  static std::mutex mutex;
+  static std::map<std::string, CorpusIdentity> cache;
+  check_corpus_available(data);
+  const std::string where = corpus_location(data);
+  std::lock_guard<std::mutex> lock(mutex);
+  const std::string key = data.corpus + ":" + where;
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+
+  uint64_t hash = 1469598103934665603ull;
+  auto add = [&hash](const std::string& bytes) {
+    for (unsigned char c : bytes) {
+      hash ^= c;
+      hash *= 1099511628211ull;
+    }
+  };
+  const auto files = corpus_files(data, where);
+  uint64_t total = 0;
+  for (const auto& file : files) {
+    const std::string text = read_file(file);
+    add(file.filename().string());
+    // NUL-separated, so a name and a size cannot run into each other.
+    add(std::string(1, '\0') + std::to_string(text.size()) + std::string(1, '\0'));
+    add(text);
+    total += text.size();
+  }
+  std::error_code ec;
+  fs::path location = fs::weakly_canonical(fs::absolute(where), ec);
+  if (ec) location = fs::absolute(where);
+  CorpusIdentity identity{fmt::format("{:016x} ({} files: {} bytes)", hash, files.size(), total),
+                          location.string()};
+  cache[key] = identity;
+  return identity;
+}
+
 std::string strip_brown_tags(const std::string& tagged) {
   std::string out;
   std::istringstream lines(tagged);

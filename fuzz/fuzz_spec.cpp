@@ -1,5 +1,9 @@
 // libFuzzer target: the sweep-spec parser and expander (sweeps/spec.cpp over
-// experiments/config_reader.cpp) on arbitrary bytes.
+// experiments/config_reader.cpp) on arbitrary bytes. It reaches every check of a spec (names,
+// seeds, variants, grid, --set overrides, duplicate configs, data paths, JSON nesting depth) and
+// of the config reader; not parse_run_config or validate_spec's checks of a run (model, ffn,
+// data, train and eval keys; corpus, memory, temperature), which need LibTorch (the layers'
+// builders), so they are tested in tests/test_spec.cpp and on the real binary instead.
 //
 // Input: optional `--set` overrides, one per line, then a line "%%", then the spec's JSON text
 // (without a "%%" line the whole input is the spec). What counts as a bug:
@@ -40,9 +44,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       start = end + 1;
     }
   }
-  Json spec = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (spec.is_discarded()) return 0;  // read_json_file reports malformed JSON itself
   try {
+    // As read_json_file parses a spec file: malformed or too deeply nested text is a
+    // ConfigError naming the file.
+    const Json spec = mixlab::parse_json_text(text, "fuzz.json");
     mixlab::SweepSpec parsed = mixlab::parse_spec(spec, "fuzz.json", overrides);
     (void)parsed.spec_hash();
     for (const auto& run : parsed.runs) {

@@ -4,6 +4,10 @@
 # 77 no clang (CTest reports the test as skipped), anything else a failure (a crash, a sanitizer
 # report, a non-ConfigError exception: the reproducer is left as BUILD_DIR/crash-*).
 #   scripts/fuzz_spec.sh [BUILD_DIR] [SECONDS]     (defaults: build/fuzz, 20)
+# The fuzzer's random seed is fixed (MIXLAB_FUZZ_SEED, default 1; 0 takes one from the clock)
+# and each invocation starts from the committed seeds alone, so a CI run that fails fails
+# again the same way; MIXLAB_FUZZ_KEEP=1 keeps what it found in BUILD_DIR/corpus for the next
+# invocation instead (for long runs by hand).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build/fuzz}
@@ -24,7 +28,11 @@ cmake -S "$root/fuzz" -B "$build" "${generator[@]}" -DCMAKE_CXX_COMPILER="$clang
 cmake --build "$build" >/dev/null
 
 # New inputs go to the working corpus in the build folder; the committed seeds are only read.
+seed=${MIXLAB_FUZZ_SEED:-1}
+if [[ "${MIXLAB_FUZZ_KEEP:-0}" != 1 ]]; then rm -rf "$build/corpus"; fi
 mkdir -p "$build/corpus"
 rm -f "$build"/crash-* "$build"/leak-* "$build"/timeout-* "$build"/oom-*
-"$build/fuzz_spec" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-  -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 -artifact_prefix="$build/" "$build/corpus" "$root/tests/fuzz_corpus"
+echo "fuzz_spec: -seed=$seed, $seconds s" >&2
+"$build/fuzz_spec" -seed="$seed" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  -max_len=4096 -error_exitcode=1 -timeout_exitcode=1 -print_final_stats=1 \
+  -artifact_prefix="$build/" "$build/corpus" "$root/tests/fuzz_corpus"

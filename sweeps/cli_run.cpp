@@ -15,6 +15,12 @@ void add_runner_options(CLI::App* cmd, RunnerOptions& o) {
                   "CPU threads per worker (0: cores / jobs); see README, Performance")
       ->capture_default_str();
 }
+
+void add_retrain_flag(CLI::App* cmd, RunnerOptions& o) {
+  cmd->add_flag("--retrain-changed-data", o.retrain_changed_data,
+                "train again from step 0 the runs whose corpus changed since they trained "
+                "(without it such runs are refused)");
+}
 }  // namespace
 
 std::vector<Command> add_run_commands(CLI::App& app) {
@@ -37,6 +43,7 @@ std::vector<Command> add_run_commands(CLI::App& app) {
   run->add_flag("--dry-run", sweep->dry_run, "validate and list the runs; write nothing");
   run->add_flag("--allow-changed", sweep->allow_changed,
                 "accept a spec that differs from the one recorded under the same name");
+  add_retrain_flag(run, *options);
   run->add_option("--stale-after", options->stale_after_s,
                   "seconds without heartbeat after which a running run is reclaimed (at least 5)")
       ->capture_default_str();
@@ -67,6 +74,7 @@ std::vector<Command> add_run_commands(CLI::App& app) {
   add_runner_options(train, *options);
   train->add_option("--sweep", targs->sweep, "sweep name to record it under (default: file stem)");
   train->add_flag("--no-db", targs->no_db, "train without recording anything (no checkpoints)");
+  add_retrain_flag(train, *options);
   out.push_back({train, [=] {
                    return train_config(targs->config_file, targs->sweep, !targs->no_db, *options);
                  }});

@@ -30,6 +30,7 @@
 #include "results/collect.h"
 #include "results/fault_injection.h"
 #include "results/store.h"
+#include "sweeps/data_identity.h"
 #include "sweeps/slurm.h"
 #include "sweeps/validate.h"
 
@@ -358,8 +359,10 @@ class StoreHooks : public TrainHooks {
     info.params_active = facts.cost.params_active;
     info.flops_per_token = facts.cost.train_flops_per_token();
     info.train_tokens = facts.train_tokens;
+    fill_run_info(info, environment);
     store_.set_run_info(run_.run_id, worker_, info);
   }
+  RunEnvironment environment;  // the data and numerics recorded with the run
   void on_resume(int64_t step) override { store_.delete_metrics_after(run_.run_id, worker_, step); }
   void on_log(int64_t step, const Metrics& metrics, double wall_s, double passes) override {
     store_.log_step(run_.run_id, worker_, step, metrics, wall_s, passes);
@@ -461,6 +464,7 @@ int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
               ? fmt::format("resuming from its checkpoint (attempt {})", run.attempt)
               : fmt::format("starting again from step 0: no checkpoint (attempt {})", run.attempt));
       StoreHooks hooks(store, db_path, run, worker, options.stale_after_s, progress);
+      hooks.environment = environment_of_claimed_run(run, config.data, resumable, say);
       // Without a checkpoint the run trains from step 0: what an earlier attempt recorded is
       // written again, so none of it may survive (an attempt may have logged steps it never
       // checkpointed, or failed at a later step than this one will reach).
@@ -617,16 +621,35 @@ int register_and_run(const SweepSpec& spec, const RunnerOptions& options, bool a
   for (const auto& p : spec.runs)
     planned.push_back(
         {p.name, p.variant, canonical_dump(p.config), content_hash(p.config), p.seed});
+  // A run whose corpus changed since it trained is refused before anything is written, or,
+  // when the user asks, trained again from step 0 (below, after the last refusal).
+  const auto changed_data = runs_with_changed_data(store, planned, data_configs(spec));
+  if (!changed_data.empty() && !options.retrain_changed_data)
+    throw ConfigError(spec.file, "data", "", changed_data_message(changed_data));
   // A run that will resume must have a usable checkpoint: check them all before the first
   // write, so an unusable one (truncated, corrupt, another config's) is refused with the
   // database left exactly as it was, and the user can delete or restore the file and rerun.
   // (sweep submit leaves this to each Slurm task, which checks its run's checkpoint itself.)
   for (const auto& p : planned) {
     if (options.record_only) break;
+    if (is_changed(changed_data, p.config_hash)) continue;  // trained again from step 0
     const std::string path = checkpoint_path(store, options, p.config_hash);
     if (!fs::exists(path)) continue;
     if (auto run = store.run_by_hash(p.config_hash); run && run->status == "finished") continue;
     inspect_checkpoint(path);
+  }
+  if (!changed_data.empty()) {
+    // A run left `running` by a worker that died (killed mid-run) is released first, so it
+    // can be reset; one whose worker is alive is refused by the reset.
+    release_dead_local_workers(store, spec.name);
+    reset_runs_for_new_data(store, changed_data, [&](const std::string& hash) {
+      return checkpoint_path(store, options, hash);
+    });
+    if (!options.quiet)
+      std::cout << fmt::format(
+          "{} run(s) trained on a corpus that has changed: trained again from step 0 "
+          "(--retrain-changed-data)\n",
+          changed_data.size());
   }
   store.register_sweep(spec.name, canonical_dump(spec_json), spec.spec_hash(), planned);
   if (options.record_only) return 0;
@@ -675,8 +698,13 @@ int train_config(const std::string& config_file, const std::string& sweep_name, 
   if (options.session_start <= 0) options.session_start = unix_now();
   check_stale_after(options);
   Json raw = read_json_file(config_file);
+  resolve_data_path(raw, config_file);  // a relative data.path is relative to the file
   RunConfig config = parse_run_config(raw, config_file);
-  check_corpus_available(config.data);
+  try {
+    check_run_feasible(config);
+  } catch (const ConfigError& e) {
+    throw e.in_file(config_file);
+  }
   if (!use_db) {
     const torch::Device device = resolve_device(options.device);
     set_threads(options);

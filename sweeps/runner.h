@@ -25,6 +25,9 @@ struct RunnerOptions {
   std::string checkpoint_dir;
   // sweep submit: validate and record the sweep and its runs, train nothing.
   bool record_only = false;
+  // A run whose corpus changed since it recorded its data fingerprint is refused (exit 2)
+  // unless this is set; then it trains again from step 0 (sweeps/data_identity.h).
+  bool retrain_changed_data = false;
   // A --jobs worker: the pid of the `sweep run` that started it (the worker stops when it is
   // gone); 0 otherwise.
   int parent_pid = 0;

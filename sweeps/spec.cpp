@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -15,6 +18,20 @@ bool valid_name(const std::string& name) {
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
       return false;
   return true;
+}
+
+// A variant name is a label in tables and the key of mean +- std: two names that print alike
+// (differing only after a NUL or in another control character) would be averaged as one.
+bool has_control_character(const std::string& name) {
+  for (char c : name)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
+// The seed of a run comes from the spec's "seeds" alone: set anywhere else it would be
+// overwritten while the run's label still named it.
+bool sets_seed(const std::string& dotted_key) {
+  return dotted_key == "seed" || dotted_key.rfind("seed.", 0) == 0;
 }
 
 std::string label_value(const Json& v) {
@@ -57,6 +74,9 @@ std::pair<std::string, Json> parse_override(const std::string& text) {
                       "is not valid UTF-8");
   }
   std::string key = text.substr(0, eq), raw = text.substr(eq + 1);
+  if (nests_too_deep(raw))
+    throw ConfigError("--set " + key, short_value(Json(raw.substr(0, 80))),
+                      fmt::format("JSON nested deeper than {} levels", kMaxJsonDepth));
   Json value = Json::parse(raw, nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) value = raw;
   return {key, value};
@@ -91,6 +111,9 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
     ConfigReader base_reader = top.child("base");
     (void)base_reader;
     const Json& base = top.raw("base");
+    if (base.contains("seed"))
+      throw ConfigError("base.seed", short_value(base["seed"]),
+                        "a run's seed is set by the spec's \"seeds\" list, not in the base");
 
     // Variants: [{"name": ..., "dotted.key": value, ...}]; none means the base alone.
     std::vector<std::pair<std::string, Json>> variants;
@@ -105,9 +128,16 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
         std::string name = v.get_string("name");
         if (name.empty() || !seen.insert(name).second)
           v.fail("name", "must be a non-empty name used by no other variant");
+        if (has_control_character(name))
+          throw ConfigError(where + ".name", short_value(Json(name)),
+                            "must not contain control characters (a NUL, a tab, a newline...)");
         Json config = base;
         for (auto it = vs[i].begin(); it != vs[i].end(); ++it) {
           if (it.key() == "name") continue;
+          if (sets_seed(it.key()))
+            throw ConfigError(where + "." + it.key(), short_value(it.value()),
+                              "a run's seed is set by the spec's \"seeds\" list, not by a "
+                              "variant (it would be overwritten)");
           try {
             set_path(config, it.key(), it.value());
           } catch (const ConfigError& e) {
@@ -129,6 +159,15 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
         if (!it.value().is_array() || it.value().empty())
           throw ConfigError("grid." + it.key(), short_value(it.value()),
                             "must be a non-empty array of values");
+        if (sets_seed(it.key()))
+          throw ConfigError("grid." + it.key(), short_value(it.value()),
+                            "a run's seed is set by the spec's \"seeds\" list, not by the grid "
+                            "(it would be overwritten)");
+        std::set<std::string> values;
+        for (const auto& value : it.value())
+          if (!values.insert(canonical_dump(value)).second)
+            throw ConfigError("grid." + it.key(), short_value(it.value()),
+                              fmt::format("repeats the value {}", canonical_dump(value)));
         grid.emplace_back(it.key(), std::vector<Json>(it.value().begin(), it.value().end()));
       }
     }
@@ -140,13 +179,27 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
       seeds.clear();
       for (const auto& v : s) {
         if (!v.is_number_integer()) top.fail("seeds", "must be a non-empty array of integers");
+        // get<int64_t> would wrap 2^64 - 1 to -1.
+        if (v.is_number_unsigned() &&
+            v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+          top.fail("seeds", fmt::format("{} is beyond the integer range (at most {})", v.dump(),
+                                        std::numeric_limits<int64_t>::max()));
+        if (std::find(seeds.begin(), seeds.end(), v.get<int64_t>()) != seeds.end())
+          top.fail("seeds", fmt::format("repeats the seed {}", v.get<int64_t>()));
         seeds.push_back(v.get<int64_t>());
       }
     }
     top.reject_unknown_keys();
 
     std::vector<std::pair<std::string, Json>> parsed_overrides;
-    for (const auto& text : overrides) parsed_overrides.push_back(parse_override(text));
+    for (const auto& text : overrides) {
+      parsed_overrides.push_back(parse_override(text));
+      const auto& [key, value] = parsed_overrides.back();
+      if (sets_seed(key))
+        throw ConfigError("--set " + key, short_value(value),
+                          "a run's seed is set by the spec's \"seeds\" list (it would be "
+                          "overwritten)");
+    }
 
     // Expand: every variant crossed with every grid point.
     struct Point {
@@ -180,14 +233,36 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
       }
       points = std::move(next);
     }
+    // Relative data paths of the spec file are relative to its folder, those of --set to the
+    // working folder: both become absolute, so the run does not depend on where it started.
+    for (auto& p : points) resolve_data_path(p.config, file);
     {
       std::vector<Json*> all;
       for (auto& p : points) all.push_back(&p.config);
       for (const auto& [key, value] : parsed_overrides)
         apply_where_present(all, key, value, "--set " + key);
+      for (Json* c : all) resolve_data_path(*c, "");
     }
 
-    std::set<std::string> hashes;
+    // Two labels for one config would train it once and average it under both (or merge the
+    // two into one); one label for two configs would average different runs: both are refused.
+    std::map<std::string, std::string> label_of_config, config_of_label;
+    for (const auto& p : points) {
+      const std::string config = canonical_dump(p.config);
+      auto [by_config, new_config] = label_of_config.emplace(config, p.variant);
+      if (!new_config)
+        throw ConfigError(
+            "variants", fmt::format("\"{}\" and \"{}\"", by_config->second, p.variant),
+            fmt::format("resolve to the same config{}: each would be the other's runs; remove one "
+                        "or make them differ",
+                        parsed_overrides.empty() ? "" : " (after the --set overrides)"));
+      auto [by_label, new_label] = config_of_label.emplace(p.variant, config);
+      if (!new_label)
+        throw ConfigError("variants", short_value(Json(p.variant)),
+                          "labels two different configs (a variant name and a grid point print "
+                          "alike): their runs would be averaged as one; rename the variant");
+    }
+
     for (const auto& p : points) {
       for (int64_t seed : seeds) {
         PlannedConfig run;
@@ -198,14 +273,27 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
           throw ConfigError("base", short_value(base), "must be an object");
         run.config["seed"] = seed;
         run.name = fmt::format("{} seed={}", p.variant, seed);
-        // Two expansions that resolve to one config are one run.
-        if (hashes.insert(content_hash(run.config)).second) out.runs.push_back(std::move(run));
+        out.runs.push_back(std::move(run));
       }
     }
     return out;
   } catch (const ConfigError& e) {
     throw e.in_file(file);
   }
+}
+
+void resolve_data_path(Json& config, const std::string& relative_to_file) {
+  if (!config.is_object()) return;
+  auto data = config.find("data");
+  if (data == config.end() || !data->is_object()) return;
+  auto path = data->find("path");
+  if (path == data->end() || !path->is_string() || path->get<std::string>().empty()) return;
+  namespace fs = std::filesystem;
+  const fs::path given = fs::u8path(path->get<std::string>());
+  if (given.is_absolute()) return;
+  std::error_code ec;
+  const fs::path resolved = fs::absolute(fs::u8path(relative_to_file).parent_path() / given, ec);
+  if (!ec) *path = resolved.lexically_normal().u8string();
 }
 
 SweepSpec load_spec(const std::string& file, const std::vector<std::string>& overrides) {

@@ -26,7 +26,7 @@ struct SweepSpec {
   std::string description;
   Json spec;                           // as read
   std::vector<std::string> overrides;  // --set key=value, in order
-  std::vector<PlannedConfig> runs;     // expanded, duplicates merged
+  std::vector<PlannedConfig> runs;     // expanded; no two alike
   // Hash of the spec and its overrides: a changed spec gets a changed hash.
   std::string spec_hash() const;
   Json spec_with_overrides() const;
@@ -35,7 +35,13 @@ struct SweepSpec {
 // Parses "key=value": value as JSON when it parses, else as a string.
 std::pair<std::string, Json> parse_override(const std::string& text);
 
-// Throws ConfigError (with the file named) on any problem.
+// Makes a relative `data.path` of `config` absolute, relative to the folder of
+// `relative_to_file` (a spec or run config file; "" for the working folder).
+void resolve_data_path(Json& config, const std::string& relative_to_file);
+
+// Throws ConfigError (with the file named) on any problem: among them a seed set anywhere but
+// "seeds" (or beyond int64), a repeated seed or grid value, a variant name with a control
+// character, and two variants (or grid points) that resolve to the same config.
 SweepSpec parse_spec(const Json& spec, const std::string& file,
                      const std::vector<std::string>& overrides = {});
 SweepSpec load_spec(const std::string& file, const std::vector<std::string>& overrides = {});
