@@ -4,7 +4,8 @@
 -- it (CREATE ... IF NOT EXISTS, then ALTER TABLE runs ADD COLUMN for the columns added since
 -- version 1, listed under runs below). Read commands (report, status, plot, export) open the
 -- file read-only and read an older database from an upgraded copy in memory.
---   1 -> 2: the meta table; runs.data_fingerprint, data_location, threads, blas.
+--   1 -> 2: the meta table; runs.data_fingerprint, data_location, threads, blas; the view
+--           variant_final redefined (two-pass std; store.cpp kRedefinedViews drops the old one).
 
 -- Facts about the database itself, one row per key:
 --   database_id  random hex made when the database was created; every checkpoint records it

@@ -127,6 +127,12 @@ constexpr std::pair<const char*, const char*> kAddedRunColumns[] = {
     {"blas", "TEXT"},              // v2
 };
 
+// Views whose definition changed, with the version that changed them: a database of an older
+// version gets the new definition when it is upgraded.
+constexpr std::pair<int, const char*> kRedefinedViews[] = {
+    {2, "variant_final"},  // the std two-pass (deviations from the mean), not sum-of-squares
+};
+
 RunRow read_run(const Statement& s) {
   RunRow r;
   r.run_id = s.int_at(0);
@@ -218,6 +224,10 @@ void Store::upgrade_schema(int64_t version) {
   };
   // Before the schema too: a view of schema.sql may name an added column.
   add_missing_run_columns();
+  // A view redefined since `version` is dropped, so the schema's CREATE VIEW IF NOT EXISTS makes
+  // the new definition (a user's own views are left alone).
+  for (const auto& [since, view] : kRedefinedViews)
+    if (version > 0 && version < since) exec(fmt::format("DROP VIEW IF EXISTS {}", view).c_str());
   exec(kSchemaSql);
   add_missing_run_columns();
   Statement id(db_,
