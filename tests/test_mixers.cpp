@@ -3,6 +3,7 @@
 // solve against the sparse substitution; the recurrence patterns' sets; configs, bad input
 // on the real binary, a spec's grid over mixer.type and every mixer with every FFN layer.
 #include <doctest/doctest.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cmath>
@@ -16,6 +17,8 @@
 #include "layers/recurrence_pattern.h"
 #include "layers/registry.h"
 #include "layers/structured_mix.h"
+#include "results/store.h"
+#include "sweep_fixture.h"
 #include "test_helpers.h"
 #include "test_paths.h"
 
@@ -565,4 +568,27 @@ TEST_CASE("decode bench: cache entries per mixer, the fitted exponent, unknown n
                                 " bench --what decode --mixers attention,nope");
   CHECK(r.status == 2);
   CHECK(r.output.find("--mixers") != std::string::npos);
+}
+
+TEST_CASE("a recurrence run killed mid-run resumes from its checkpoint bit for bit") {
+  using namespace testing::sweep_fixture;
+  Fixture f;
+  // Every run of the two-run spec (dense, mot) with the cache-efficient square_plus_one mixer.
+  const std::string mixer =
+      "--set mixer.type=recurrence --set mixer.pattern=square_plus_one "
+      "--set mixer.cache_efficient=true";
+  auto ref = f.run_into(f.dir / "reference/r.db", mixer);
+  INFO(ref.output);
+  REQUIRE(ref.status == 0);
+  auto killed = f.run(mixer, "MIXLAB_TEST_KILL_AT=step:7");  // dense: checkpoint at step 4
+  REQUIRE(killed.status == 128 + SIGKILL);
+  auto resumed = f.run(mixer);
+  INFO(resumed.output);
+  REQUIRE(resumed.status == 0);
+  CHECK(contains(resumed.output, "resuming from its checkpoint"));
+  Store store(f.db, false), ref_store(f.dir / "reference/r.db", false);
+  check_complete_history(store, "robust");
+  check_same_results(store, ref_store, "robust");
+  for (const auto& run : store.sweep_runs("robust"))
+    CHECK(Json::parse(run.config_json)["mixer"]["pattern"] == "square_plus_one");
 }
