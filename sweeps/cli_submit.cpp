@@ -70,6 +70,26 @@ void write_text(const std::string& path, const std::string& text) {
   fs::permissions(path, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
 }
 
+std::string first_line(std::string text) {
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.pop_back();
+  return text.substr(0, text.find('\n'));
+}
+
+// What sbatch would refuse (a partition, account or option the cluster does not have) is bad
+// input: `sbatch --test-only` on the job script, from a temporary file, before anything is
+// written.
+void check_with_sbatch(const std::string& script_text) {
+  std::string path = (fs::temp_directory_path() / "mixlab-submit-XXXXXX").string();
+  const int fd = ::mkstemp(path.data());
+  if (fd < 0) return;  // no temporary file: sbatch itself will say it later
+  ::close(fd);
+  write_text(path, script_text);
+  const ProgramResult r = run_program({"sbatch", "--test-only", path});
+  fs::remove(path);
+  if (r.status != 0)
+    throw ConfigError("sbatch --test-only", "", first_line(r.err.empty() ? r.out : r.err));
+}
+
 // `sweep submit`.
 int submit(const SubmitArgs& a) {
   check_submit_options(a.slurm);
@@ -79,6 +99,17 @@ int submit(const SubmitArgs& a) {
                       "(--dry-run writes the job script without it)");
   const std::string db = absolute(a.db_path);
   SweepSpec spec = load_spec(a.spec_file, a.overrides);
+  JobScript script;
+  script.sweep = spec.name;
+  script.sweep_binary = this_binary();
+  script.main_db = db;
+  script.log_folder = (fs::path(db).parent_path() / "slurm" / "logs").string();
+  script.options = a.slurm;
+  if (!a.slurm.dry_run) {
+    for (const auto& p : spec.runs) script.runs.emplace_back(content_hash(p.config), p.name);
+    check_with_sbatch(job_script_text(script));
+    script.runs.clear();
+  }
   struct Planned {
     int64_t run_id = 0;
     std::string hash, name, status;
@@ -152,12 +183,6 @@ int submit(const SubmitArgs& a) {
                            todo.size());
   if (todo.empty()) return 0;
 
-  JobScript script;
-  script.sweep = spec.name;
-  script.sweep_binary = this_binary();
-  script.main_db = db;
-  script.log_folder = (fs::path(db).parent_path() / "slurm" / "logs").string();
-  script.options = a.slurm;
   for (const auto& r : todo) script.runs.emplace_back(r.hash, r.name);
   const std::string path = new_script_path(db, spec.name);
   if (!a.slurm.dry_run)
@@ -172,10 +197,8 @@ int submit(const SubmitArgs& a) {
   const ProgramResult r = run_program({"sbatch", "--parsable", path});
   const int64_t job = r.status == 0 ? parse_sbatch_job_id(r.out) : -1;
   if (job < 0) {
-    std::string why = r.err.empty() ? r.out : r.err;
-    while (!why.empty() && std::isspace(static_cast<unsigned char>(why.back()))) why.pop_back();
     std::cerr << fmt::format("error: sbatch {} failed (exit {}): {}\n", path, r.status,
-                             why.substr(0, why.find('\n')));
+                             first_line(r.err.empty() ? r.out : r.err));
     return 1;
   }
   std::vector<SubmittedTask> tasks;

@@ -226,6 +226,15 @@ TEST_CASE("sweep submit on a real Slurm: requeued and cancelled tasks, collected
   INFO(reference.output);
   REQUIRE(reference.status == 0);
 
+  // A partition the cluster does not have is bad input, found before anything is written.
+  auto bad_partition =
+      run_command(kSweep + " submit " + f.spec + " --db " + f.db + " --partition nope");
+  INFO(bad_partition.output);
+  CHECK(bad_partition.status == 2);
+  CHECK(count_lines(bad_partition.output) == 1);
+  CHECK(contains(bad_partition.output, "invalid partition"));
+  CHECK_FALSE(std::filesystem::exists(f.db));
+
   auto first = run_command(kSweep + " submit " + f.spec + " --db " + f.db);
   INFO(first.output);
   REQUIRE(first.status == 0);
@@ -300,9 +309,16 @@ TEST_CASE("sweep submit on a real Slurm: requeued and cancelled tasks, collected
   auto third = run_command(kSweep + " submit " + f.spec + " --db " + f.db);
   CHECK(contains(third.output, "0 to submit"));
 
-  // The read commands see every run finished before any collect ...
-  auto report = run_command(kSweep + " status --db " + f.db);
-  CHECK(contains(report.output, "3 runs, 3 finished"));
+  // The read commands see every run finished before any collect, and write nothing ...
+  const std::string uncollected = file_bytes(f.db);
+  auto status_all = run_command(kSweep + " status --db " + f.db);
+  CHECK(contains(status_all.output, "3 runs, 3 finished"));
+  auto report = run_command(kSweep + " report slurm --table summary --format csv --db " + f.db);
+  INFO(report.output);
+  CHECK(report.status == 0);
+  for (const char* variant : {"\ndense,1/1,", "\nmot,1/1,", "\nmot T=0.5,1/1,"})
+    CHECK_MESSAGE(contains(report.output, variant), variant);
+  CHECK(file_bytes(f.db) == uncollected);
   // ... and collect takes each in exactly once.
   auto collect = run_command(kSweep + " collect --db " + f.db);
   INFO(collect.output);
