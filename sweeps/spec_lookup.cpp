@@ -54,7 +54,9 @@ FoundSpec find_spec(const std::string& argument) {
     }
   }
   std::error_code ec;
-  if (fs::exists(typed, ec)) {
+  // A folder is not a spec file: a bundled spec of its name is (else read_json_file says so).
+  const bool local_file = fs::exists(typed, ec) && !fs::is_directory(typed, ec);
+  if (local_file || (bundled.empty() && fs::exists(typed, ec))) {
     FoundSpec found{argument, ""};
     if (!bundled.empty() && !same_file(typed, bundled))
       found.note =

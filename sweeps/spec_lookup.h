@@ -18,9 +18,9 @@ struct FoundSpec {
 // The bundled specs (*.json), sorted by name; empty when the folder is missing.
 std::vector<std::filesystem::path> bundled_specs();
 
-// An existing file wins: noted when a bare name (no folder) shadows a bundled spec of the same
-// name. Otherwise a bare name, with or without ".json", names a bundled spec. Anything else
-// throws ConfigError (exit 2) naming the argument and listing the bundled specs.
+// An existing file (not a folder) wins: noted when a bare name (no folder) shadows a bundled
+// spec of the same name. Otherwise a bare name, with or without ".json", names a bundled spec.
+// Anything else throws ConfigError (exit 2) naming the argument and listing the bundled specs.
 FoundSpec find_spec(const std::string& argument);
 
 // find_spec, printing its note: what every command taking a SPEC argument calls.
