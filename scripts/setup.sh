@@ -13,6 +13,7 @@ packages=(build-essential cmake ninja-build ccache pkg-config
   libsqlite3-dev sqlite3 libbenchmark-dev doctest-dev libcli11-dev
   libsentencepiece-dev gnuplot-nox clang libclang-rt-14-dev
   slurm-wlm slurmctld slurmd slurm-client munge  # scripts/slurm-local.sh: sweep submit's tests
+  file dpkg-dev  # cpack -G DEB (tests/test_install.cpp) runs file and dpkg-shlibdeps
   libcpp-httplib-dev libjs-chart.js chromium)  # sweep serve; its page test runs Chromium
 # npm fetches the corpus; a machine that already has Node.js keeps its own.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
