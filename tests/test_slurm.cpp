@@ -173,7 +173,7 @@ TEST_CASE("Slurm: the job script maps each array index to its run and asks for w
   CHECK(contains(cpu, "--device cpu --threads 1\n"));
 }
 
-TEST_CASE("sweep submit: bad input and a missing sbatch write nothing; --dry-run only the script") {
+TEST_CASE("sweep submit: bad input and a missing sbatch write nothing, --dry-run only the script") {
   testing::SpecFixture f("spec.json", slurm_spec);
   const std::string folder = std::filesystem::path(f.db).parent_path().string();
   auto no_sbatch =
