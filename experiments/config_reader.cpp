@@ -269,6 +269,9 @@ Json parse_json_text(const std::string& text, const std::string& source, const s
     // nlohmann reports a byte offset; a line number is what a person can find.
     throw ConfigError(source, key, value,
                       fmt::format("malformed JSON{}: {}", where(e.byte), e.what()));
+  } catch (const Json::exception& e) {
+    // Valid syntax the parser still refuses: a number beyond a double (1e310).
+    throw ConfigError(source, key, value, fmt::format("unreadable JSON: {}", e.what()));
   }
 }
 

@@ -10,8 +10,9 @@
 
 namespace mixlab {
 
-// Below it the controller's logits / T overflow float32 in the softmax's gradient: the run
-// would diverge with a NaN loss that reads like a learning-rate problem.
+// Far below it the controller's logits / T overflow float32 and the run diverges with a NaN
+// loss that reads like a learning-rate problem (measured: 1e-30 at step 2 at d_model 64, while
+// 1e-20 and 1e-4 train); 1e-4 is already an argmax for any logit gap above 1e-3.
 constexpr double kMinTemperature = 1e-4;
 
 std::vector<RunConfig> validate_spec(const SweepSpec& spec);

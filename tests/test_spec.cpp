@@ -208,6 +208,18 @@ TEST_CASE("deeply nested JSON is refused before it is parsed") {
   }
 }
 
+TEST_CASE("a number beyond a double is bad input naming the file, not an exception") {
+  // Found by the fuzzer (tests/fuzz_corpus/regress_number_overflow.json): nlohmann throws
+  // out_of_range, not parse_error, for 1e310, which the CLI reported as a failure (exit 1).
+  try {
+    parse_json_text(R"({"name": "x", "base": {"a": 1e310}})", "x.json");
+    FAIL("1e310 parsed");
+  } catch (const ConfigError& e) {
+    CHECK(e.file() == "x.json");
+    CHECK(e.message().find("number overflow") != std::string::npos);
+  }
+}
+
 TEST_CASE("a spec larger than 16 MiB, a device or a folder is refused naming the file") {
   auto message_of = [](const std::string& file) -> std::string {
     try {

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "experiments/model.h"
+#include "experiments/trainer.h"
 #include "sweeps/validate.h"
 #include "test_helpers.h"
 #include "test_paths.h"
@@ -138,6 +139,31 @@ TEST_CASE("a temperature below the minimum is refused; the minimum itself trains
   const double loss = std::stod(r.output.substr(at + 10));
   CHECK(std::isfinite(loss));
   CHECK(loss < 6);  // not diverged: a fresh model's loss is log 256 = 5.55
+}
+
+TEST_CASE("what the temperature bound prevents: 1e-30 diverges at the default model size") {
+  // Trained without validation: the NaN loss then names only the learning rate.
+  testing::TempDir dir;
+  Json config = run_config(testing::write_text_corpus(dir), {{"model.d_model", 64},
+                                                             {"model.n_layers", 2},
+                                                             {"model.seq_len", 64},
+                                                             {"train.batch_size", 32},
+                                                             {"train.steps", 4}});
+  config["ffn"] = {{"type", "mot"},
+                   {"n_experts", 16},
+                   {"group_size", 16},
+                   {"d_ff", 256},
+                   {"expert_size", "flop_matched"},
+                   {"temperature", 1e-30}};
+  TrainHooks no_hooks;
+  TrainOptions options;
+  options.device = torch::kCPU;
+  try {
+    train_run(parse_run_config(config, ""), options, no_hooks);
+    FAIL("T = 1e-30 trained without diverging: the bound's reason is gone");
+  } catch (const std::exception& e) {
+    CHECK(std::string(e.what()).find("nan") != std::string::npos);
+  }
 }
 
 TEST_CASE("a spec or config that is too deep or too large: exit 2, the file named, no crash") {
