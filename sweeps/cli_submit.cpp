@@ -105,6 +105,8 @@ int submit(const SubmitArgs& a) {
   script.main_db = db;
   script.log_folder = (fs::path(db).parent_path() / "slurm" / "logs").string();
   script.options = a.slurm;
+  // Bad configs are named before anything asks Slurm.
+  validate_spec(spec);
   if (!a.slurm.dry_run) {
     for (const auto& p : spec.runs) script.runs.emplace_back(content_hash(p.config), p.name);
     check_with_sbatch(job_script_text(script));
@@ -121,8 +123,7 @@ int submit(const SubmitArgs& a) {
   std::unique_ptr<Store> main;
   const int max_attempts = RunnerOptions{}.max_attempts;
   if (a.slurm.dry_run) {
-    // Validates like `sweep run`; reads the database (if any) but writes nothing to it.
-    validate_spec(spec);
+    // Reads the database (if any) but writes nothing to it.
     std::map<std::string, std::pair<std::string, int64_t>> known;
     if (fs::exists(db)) {
       auto store = open_for_reading(db);
