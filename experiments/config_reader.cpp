@@ -293,4 +293,22 @@ Json read_json_file(const std::string& file) {
   return parse_json_text(text, file);
 }
 
+void write_changed_defaults(Json& config) {
+  struct ChangedDefault {
+    const char *ffn_type, *key;
+    Json value;
+  };
+  // expert_choice gained its output LayerNorm (on) and top_k's balance loss came to count every
+  // choice, both on 2026-12-01; configs recorded before say neither key.
+  static const std::vector<ChangedDefault> changed = {{"expert_choice", "output_norm", true},
+                                                      {"top_k", "balance", "all_choices"}};
+  if (!config.is_object()) return;
+  auto ffn = config.find("ffn");
+  if (ffn == config.end() || !ffn->is_object()) return;
+  auto type = ffn->find("type");
+  if (type == ffn->end() || !type->is_string()) return;
+  for (const auto& d : changed)
+    if (*type == d.ffn_type && !ffn->contains(d.key)) (*ffn)[d.key] = d.value;
+}
+
 }  // namespace mixlab

@@ -96,4 +96,10 @@ Json parse_json_text(const std::string& text, const std::string& source,
 // the line on bad syntax.
 Json read_json_file(const std::string& file);
 
+// Writes into a run config the defaults whose meaning changed after runs were recorded under
+// them (expert_choice's `output_norm`, top_k's `balance`), where the config relies on them. A
+// run's identity is the hash of its config: written out, the new meaning gets a new hash, and a
+// run recorded before the change is never taken for one of the new kind.
+void write_changed_defaults(Json& config);
+
 }  // namespace mixlab

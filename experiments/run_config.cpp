@@ -90,7 +90,9 @@ RunConfig parse_run_config(const Json& config, const std::string& file) {
     if (!config.is_object())
       throw ConfigError("", short_value(config), "a run config is an object");
     RunConfig r;
-    r.json = canonicalize(config);
+    Json with_defaults = config;
+    write_changed_defaults(with_defaults);
+    r.json = canonicalize(with_defaults);
     r.hash = content_hash(r.json);
     ConfigReader root(r.json, "");
     for (const char* section : {"model", "ffn", "data", "train", "eval"})
@@ -108,9 +110,9 @@ RunConfig parse_run_config(const Json& config, const std::string& file) {
     // Optional; left out, the block keeps its attention and the config its hash (the
     // canonical config holds `mixer` only when it is given).
     if (root.has("mixer"))
-      r.model.mixer = parse_mixer(root.raw("mixer"), "mixer",
-                                  MixerDims{r.model.d_model, r.model.n_heads, r.model.seq_len,
-                                            r.model.n_layers});
+      r.model.mixer = parse_mixer(
+          root.raw("mixer"), "mixer",
+          MixerDims{r.model.d_model, r.model.n_heads, r.model.seq_len, r.model.n_layers});
     root.reject_unknown_keys();
     return r;
   } catch (const ConfigError& e) {

@@ -70,7 +70,12 @@ TokenChoiceOutput token_choice_forward(const torch::Tensor& x, const torch::Tens
   // capacity (Switch: the top choice), P_e the mean probability. Counting every choice, not
   // only the first, balances what capacity is applied to: with the top choice alone, top-2's
   // second choices may pile onto a few experts unpenalised.
-  auto assigned_frac = load.to(probs.scalar_type()) / double(assignments);
+  auto assigned_frac =
+      options.balance_all_choices
+          ? load.to(probs.scalar_type()) / double(assignments)
+          : torch::zeros({e}, probs.options())
+                    .scatter_add_(0, top_experts.select(1, 0), torch::ones({n}, probs.options())) /
+                double(n);
   out.aux_loss = options.aux_loss_weight * double(e) * (assigned_frac * probs.mean(0)).sum();
   if (options.z_loss_weight > 0)
     out.aux_loss = out.aux_loss + options.z_loss_weight * torch::logsumexp(logits, 1).pow(2).mean();
@@ -146,6 +151,10 @@ FfnBuilder parse_top_k(const ConfigReader& cfg, const ModelDims& dims) {
   if (o.k > o.n_experts)
     cfg.fail("k", "must be at most n_experts (" + std::to_string(o.n_experts) + ")");
   o.expert_size = read_expert_size(cfg, /*expert_passes=*/o.k, /*tokens=*/1);
+  const std::string balance = cfg.get_string("balance", "all_choices");
+  if (balance != "all_choices" && balance != "top_choice")
+    cfg.fail("balance", "must be \"all_choices\" or \"top_choice\"");
+  o.balance_all_choices = balance == "all_choices";
   return [dims, o] { return std::make_shared<TokenChoiceImpl>(dims, o); };
 }
 

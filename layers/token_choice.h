@@ -35,6 +35,10 @@ struct TokenChoiceOptions {
   double capacity_factor = 1.25;
   double aux_loss_weight = 0.01;  // alpha
   double z_loss_weight = 0.0;     // beta
+  // f_e of the load-balancing loss counts every (token, choice) assignment ("all_choices") or
+  // only each token's top choice ("top_choice", top_k's definition before 2026-12). Equal for
+  // k = 1. An explicit config key, so runs trained under either definition keep their identity.
+  bool balance_all_choices = true;
 };
 
 // The result of one token-choice forward pass.

@@ -243,6 +243,9 @@ SweepSpec parse_spec(const Json& spec, const std::string& file,
         apply_where_present(all, key, value, "--set " + key);
       for (Json* c : all) resolve_data_path(*c, "");
     }
+    // Before the comparison below: a variant that spells out such a default is the same config
+    // as one that relies on it.
+    for (auto& p : points) write_changed_defaults(p.config);
 
     // Two labels for one config would train it once and average it under both (or merge the
     // two into one); one label for two configs would average different runs: both are refused.

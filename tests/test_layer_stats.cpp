@@ -350,6 +350,25 @@ TEST_CASE("layer statistics on non-uniform routing: top-k entropy, load, drops a
   CHECK(layer->aux_loss().item<double>() == doctest::Approx(expected).epsilon(1e-10));
   check_apart(z, z_wrong);
   CHECK(alpha * double(e) * balance > alpha * 1.001);  // unbalanced: above its minimum alpha
+
+  // balance "top_choice" (the definition before 2026-12): f_e counts each token's top choice.
+  auto top_only = make_layer({{"type", "top_k"},
+                              {"n_experts", e},
+                              {"k", k},
+                              {"expert_size", 5},
+                              {"capacity_factor", capacity_factor},
+                              {"aux_loss_weight", alpha},
+                              {"z_loss", beta},
+                              {"balance", "top_choice"}},
+                             "router", 7);
+  top_only->forward(x);
+  Vec f_top(size_t(e), 0.0);
+  for (const auto& c : chosen) f_top[c[0]] += 1.0 / double(n);
+  double balance_top = 0;
+  for (int64_t j = 0; j < e; ++j) balance_top += f_top[size_t(j)] * mean_p[size_t(j)];
+  CHECK(top_only->aux_loss().item<double>() ==
+        doctest::Approx(alpha * double(e) * balance_top + beta * z).epsilon(1e-10));
+  check_apart(balance_top, balance);
 }
 
 TEST_CASE("layer statistics on non-uniform routing: Switch z-loss alone, and its load") {
