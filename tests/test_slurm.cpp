@@ -26,8 +26,8 @@ using testing::sql_rows;
 
 namespace {
 
-// Three runs of 1000 steps (about 4 s each here), checkpointed every 50: long enough to be
-// caught mid-run.
+// Three runs of 2000 steps (about 4 s each on the idle machine), checkpointed every 100: long
+// enough to be caught mid-run.
 std::string slurm_spec(const std::string& corpus) {
   return R"({
     "name": "slurm",
@@ -36,8 +36,8 @@ std::string slurm_spec(const std::string& corpus) {
       "ffn": {"type": "mot", "n_experts": 4, "group_size": 4, "expert_size": "flop_matched", "d_ff": 32},
       "data": {"corpus": "text", "path": ")" +
          corpus + R"("},
-      "train": {"steps": 1000, "batch_size": 8, "log_every": 10, "checkpoint_every": 50},
-      "eval": {"every": 250, "batches": 2}
+      "train": {"steps": 2000, "batch_size": 8, "log_every": 20, "checkpoint_every": 100},
+      "eval": {"every": 500, "batches": 2}
     },
     "variants": [{"name": "dense", "ffn": {"type": "dense", "d_ff": 32}}, {"name": "mot"},
                  {"name": "mot T=0.5", "ffn.temperature": 0.5}],
@@ -254,16 +254,18 @@ TEST_CASE("sweep submit on a real Slurm: requeued and cancelled tasks, collected
   };
 
   // Tasks 0 and 1 run (two CPUs, one each); both well into their runs, not finished:
-  REQUIRE(wait_until([&] { return last_step(0) >= 100 && last_step(1) >= 100; }, 60));
-  // a collect while they train takes their partial history,
+  REQUIRE(wait_until(
+      [&] { return last_step(0) >= 100 && last_step(1) >= 100 && run_status(0) == "running"; },
+      60));
+  // task 0 is requeued (it checkpoints, stops, and starts again) and task 1 cancelled at once;
+  const std::string task0 = fmt::format("{}_0", job), task1 = fmt::format("{}_1", job);
+  CHECK(run_command("scontrol requeue " + task0).status == 0);
+  CHECK(run_command("scancel " + task1).status == 0);
+  // a collect while tasks run takes the partial histories.
   auto partial = run_command(kSweep + " collect --db " + f.db);
   INFO(partial.output);
   CHECK(partial.status == 0);
   CHECK(sql_int(f.db, "SELECT COUNT(*) FROM runs WHERE last_step >= 100") >= 2);
-  // then task 0 is requeued (it checkpoints, stops, and starts again) and task 1 cancelled.
-  const std::string task0 = fmt::format("{}_0", job), task1 = fmt::format("{}_1", job);
-  CHECK(run_command("scontrol requeue " + task0).status == 0);
-  CHECK(run_command("scancel " + task1).status == 0);
 
   // Task 2 gets the time-limit warning (SIGUSR1 to the batch shell, as --signal=B:USR1@...
   // sends it): it checkpoints and requeues itself.
@@ -328,13 +330,13 @@ TEST_CASE("sweep submit on a real Slurm: requeued and cancelled tasks, collected
 
   Store got(f.db, OpenMode::read_only), ref(reference_db, OpenMode::read_only);
   std::vector<int64_t> log_steps;
-  for (int64_t s = 10; s <= 1000; s += 10) log_steps.push_back(s);
+  for (int64_t s = 20; s <= 2000; s += 20) log_steps.push_back(s);
   for (const auto& run : got.sweep_runs("slurm")) {
     INFO(run.name);
     CHECK(run.status == "finished");
-    CHECK(run.last_step == 1000);
+    CHECK(run.last_step == 2000);
     CHECK(steps_of(got, run.run_id, "train/loss") == log_steps);
-    CHECK(steps_of(got, run.run_id, "eval/loss") == std::vector<int64_t>{0, 250, 500, 750, 1000});
+    CHECK(steps_of(got, run.run_id, "eval/loss") == std::vector<int64_t>{0, 500, 1000, 1500, 2000});
   }
   CHECK(sql_int(f.db, "SELECT COUNT(*) FROM runs") == 3);
   CHECK(sql_int(f.db, "SELECT COUNT(*) FROM slurm_tasks") == 4);
