@@ -174,7 +174,7 @@ TEST_CASE("an interrupted run whose corpus changed is not resumed on the new dat
         query(fresh, "SELECT COUNT(*) FROM metrics"));
 }
 
-TEST_CASE("MIXLAB_DATA_DIR at other files is a changed corpus; at a copy of the same, not") {
+TEST_CASE("MIXLAB_DATA_DIR at other files is a changed corpus, at a copy of the same, not") {
   testing::TempDir dir;
   // A Brown-like corpus: files named like Brown's, "word/TAG" tokens.
   auto write_brown = [&](const std::string& root, int files) {

@@ -87,7 +87,7 @@ TEST_CASE("sweep run trains every run, records it, prints the table, and resumes
   CHECK(status.output.find("tiny: 4 runs, 4 finished") != std::string::npos);
 }
 
-TEST_CASE("bad input: one line naming file, key and value; exit 2; nothing written") {
+TEST_CASE("bad input: one line naming file, key and value, exit 2, nothing written") {
   Fixture f;
   auto expect_refused = [&](const std::string& text, const std::string& needle) {
     testing::write_text(f.spec, text);

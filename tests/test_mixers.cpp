@@ -377,7 +377,7 @@ std::string config_error(const Json& config) {
 
 }  // namespace
 
-TEST_CASE("a config without mixer keeps its hash; the default mixer is the attention it was") {
+TEST_CASE("a config without mixer keeps its hash, the default mixer is the attention it was") {
   // The hash computed independently (FNV-1a/64 over the compact sorted JSON) before mixers
   // existed: a database recorded then still knows this run.
   Json plain = Json::parse(

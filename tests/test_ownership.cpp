@@ -162,7 +162,7 @@ TEST_CASE("--stale-after below 5 seconds is refused: exit 2 naming it, nothing w
   }
 }
 
-TEST_CASE("killing the parent of --jobs 2 stops its workers; a rerun finishes the sweep") {
+TEST_CASE("killing the parent of --jobs 2 stops its workers, a rerun finishes the sweep") {
   Fixture f;
   const std::string out = f.dir / "out.txt";
   // Each worker pauses after its 3rd committed logging step, holding its run.
@@ -290,7 +290,7 @@ TEST_CASE("two sweep runs in separate PID namespaces never take runs from each o
 }
 
 TEST_CASE(
-    "a full disk releases the run (exit 75, one line); after space is freed a rerun "
+    "a full disk releases the run (exit 75, one line), after space is freed a rerun "
     "finishes it") {
   TinyFileSystem tiny("6m");
   if (!tiny.mounted) {

@@ -104,7 +104,7 @@ TEST_CASE("a mixlab database is read without a write: byte for byte, and on a re
   ::umount2(mount_point.path().c_str(), MNT_DETACH);
 }
 
-TEST_CASE("an empty database says it has no sweeps; a missing one is an error, not created") {
+TEST_CASE("an empty database says it has no sweeps, a missing one is an error, not created") {
   testing::TempDir dir;
   const std::string empty = dir / "empty.db";
   testing::write_text(empty, "");

@@ -26,7 +26,7 @@ TEST_CASE("linear warm-up, then cosine to the final fraction") {
   for (int64_t s = 11; s <= 100; ++s) CHECK(learning_rate(t, s) <= learning_rate(t, s - 1) + 1e-15);
 }
 
-TEST_CASE("warm-up rounds up; linear and constant decay") {
+TEST_CASE("warm-up rounds up, linear and constant decay") {
   TrainConfig t;
   t.steps = 1000;
   t.lr = 2.0;

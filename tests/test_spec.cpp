@@ -161,7 +161,7 @@ TEST_CASE("variant names with control characters are refused") {
   CHECK(spec_error(spec) == "no error");
 }
 
-TEST_CASE("a relative data.path is relative to the spec's folder; --set's to the working folder") {
+TEST_CASE("a relative data.path is relative to the spec's folder, --set's to the working folder") {
   testing::TempDir dir;
   std::filesystem::create_directories(dir / "specs/sub");
   Json spec = example_spec();

@@ -104,7 +104,7 @@ TEST_CASE("cost accounting: dense and flop-matched MoT have the same FLOPs per t
   CHECK(b->cost().params_active - a->cost().params_active == 2 * 64 * 16);
 }
 
-TEST_CASE("brown tags are stripped; windows are deterministic in (seed, step)") {
+TEST_CASE("brown tags are stripped, windows are deterministic in (seed, step)") {
   CHECK(strip_brown_tags("\n\tThe/at Fulton/np-tl County/nn-tl said/vbd ./.\n\n\tA/at b/c\n") ==
         "The Fulton County said .\nA b\n");
   auto tokens = torch::arange(1000, torch::kLong).remainder(256).to(torch::kUInt8);

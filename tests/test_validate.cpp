@@ -108,7 +108,7 @@ TEST_CASE("the memory bound is the hand-computed sum and below what the model ho
   CHECK(params <= double(model->cost().params_total));
 }
 
-TEST_CASE("a temperature below the minimum is refused; the minimum itself trains") {
+TEST_CASE("a temperature below the minimum is refused, the minimum itself trains") {
   testing::TempDir dir;
   const std::string corpus = testing::write_text_corpus(dir);
   const Json mot = {{"type", "mot"},
