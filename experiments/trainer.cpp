@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include "experiments/corpus.h"
 #include "experiments/schedule.h"
 #include "experiments/train_step.h"
+#include "layers/mot.h"  // kMinTemperature
 #include "layers/torch_compat.h"
 
 namespace mixlab {
@@ -17,6 +19,25 @@ namespace mixlab {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// What made a loss non-finite, where a layer can tell: a controller temperature (recorded by
+// the layer in this logging step's forward pass) that collapsed below what float32 logits / T
+// survive. Without it the message would point at the learning rate alone.
+std::string divergence_cause(const std::vector<FfnLayer>& layers) {
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& names = layers[i]->stat_names();
+    const auto it = std::find(names.begin(), names.end(), "temperature");
+    if (it == names.end() || !layers[i]->stat_values().defined()) continue;
+    const double t = layers[i]->stat_values()[it - names.begin()].item<double>();
+    if (!std::isfinite(t) || t < kMinTemperature)
+      return fmt::format(
+          ": layer {}'s controller temperature is {:.3g}, below {:g}, so its logits / T "
+          "overflow float32 (a fixed temperature that small is refused; a learned one collapsed: "
+          "fix it, start learning it later or lower the lr)",
+          i, t, kMinTemperature);
+  }
+  return "";
+}
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
@@ -167,8 +188,8 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
     const double interval_s = seconds_since(interval_start);
     wall_s += interval_s;
     if (!std::isfinite(mean_loss))
-      throw TrainingError(
-          fmt::format("train/loss is {} at step {} (lr {:.3g})", mean_loss, step, lr));
+      throw TrainingError(fmt::format("train/loss is {} at step {} (lr {:.3g}){}", mean_loss, step,
+                                      lr, divergence_cause(model->ffn_layers())));
     Metrics metrics = {
         {"train/loss", mean_loss},
         {"train/lr", lr},

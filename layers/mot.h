@@ -14,6 +14,13 @@
 
 namespace mixlab {
 
+// Far below it the controller's logits / T overflow float32 and the run diverges with a NaN
+// loss that reads like a learning-rate problem (measured: 1e-30 at step 2 at d_model 64, while
+// 1e-20 and 1e-4 train); 1e-4 is already an argmax for any logit gap above 1e-3. Validation
+// refuses a fixed or initial temperature below it; a run whose learned temperature falls below
+// it names the temperature when it diverges.
+constexpr double kMinTemperature = 1e-4;
+
 struct MotOptions {
   int64_t n_experts = 0;
   int64_t group_size = 0;

@@ -6,14 +6,10 @@
 #include <vector>
 
 #include "experiments/run_config.h"
+#include "layers/mot.h"  // kMinTemperature
 #include "sweeps/spec.h"
 
 namespace mixlab {
-
-// Far below it the controller's logits / T overflow float32 and the run diverges with a NaN
-// loss that reads like a learning-rate problem (measured: 1e-30 at step 2 at d_model 64, while
-// 1e-20 and 1e-4 train); 1e-4 is already an argmax for any logit gap above 1e-3.
-constexpr double kMinTemperature = 1e-4;
 
 std::vector<RunConfig> validate_spec(const SweepSpec& spec);
 

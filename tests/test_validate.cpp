@@ -142,7 +142,7 @@ TEST_CASE("a temperature below the minimum is refused, the minimum itself trains
 }
 
 TEST_CASE("what the temperature bound prevents: 1e-30 diverges at the default model size") {
-  // Trained without validation: the NaN loss then names only the learning rate.
+  // Trained without validation: the NaN loss names the temperature.
   testing::TempDir dir;
   Json config = run_config(testing::write_text_corpus(dir), {{"model.d_model", 64},
                                                              {"model.n_layers", 2},
@@ -163,6 +163,9 @@ TEST_CASE("what the temperature bound prevents: 1e-30 diverges at the default mo
     FAIL("T = 1e-30 trained without diverging: the bound's reason is gone");
   } catch (const std::exception& e) {
     CHECK(std::string(e.what()).find("nan") != std::string::npos);
+    // The run's error names the real cause, not only the learning rate.
+    CHECK(std::string(e.what()).find("layer 0's controller temperature is 1e-30") !=
+          std::string::npos);
   }
 }
 
