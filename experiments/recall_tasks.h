@@ -20,6 +20,11 @@ namespace mixlab {
 
 constexpr int64_t kIgnoreTarget = -100;  // as PyTorch's cross_entropy ignore_index
 
+// The generators' version, recorded as the data fingerprint of a synthetic run (its data has no
+// files to hash): bump it when any generator's output changes, so runs recorded with the old
+// examples are never reused or resumed as runs of the new ones.
+constexpr const char* kRecallTasksVersion = "recall_tasks v1";
+
 struct TaskExample {
   std::vector<int64_t> tokens;   // seq_len inputs
   std::vector<int64_t> targets;  // seq_len: the next token to predict, or kIgnoreTarget
