@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <memory>
 #include <random>
 
+#include "analysis/accuracy_table.h"
 #include "analysis/export.h"
 #include "analysis/plot.h"
 #include "analysis/report.h"
@@ -79,7 +81,7 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
   report->add_option("--db", report_args->db, "results database")->capture_default_str();
   report
       ->add_option("--table", report_args->table,
-                   "all, summary, speedup, temperature, costs, transition or grid")
+                   "all, summary, accuracy, speedup, temperature, costs, transition or grid")
       ->capture_default_str();
   report->add_option("--format", report_args->format, "md, csv or latex")->capture_default_str();
   out.push_back({report, [args = report_args] {
@@ -89,10 +91,28 @@ std::vector<Command> add_analysis_commands(CLI::App& app) {
                    const auto opened = open_for_reading(args->db);
                    Store& store = *opened;
                    if (args->sweep.empty() && say_if_empty(store)) return 0;
+                   auto names = chosen_sweeps(store, args->db, args->sweep);
+                   // Every sweep and the accuracy table: the sweeps that have one (a named
+                   // sweep without it is refused by build_tables).
+                   if (args->sweep.empty() && args->table == "accuracy") {
+                     names.erase(std::remove_if(names.begin(), names.end(),
+                                                [&](const std::string& name) {
+                                                  SweepData data(store, name);
+                                                  return !has_accuracy(data);
+                                                }),
+                                 names.end());
+                     if (names.empty())
+                       throw ConfigError(args->db, "--table", args->table,
+                                         "no sweep in the database has an eval/accuracy metric "
+                                         "(only recall-task runs, data.corpus \"synthetic\", "
+                                         "record it)");
+                   }
                    bool first = true;
-                   for (const auto& name : chosen_sweeps(store, args->db, args->sweep)) {
+                   for (const auto& name : names) {
+                     // Built before anything is printed: a refused table prints its one line.
+                     const auto tables = build_tables(store, name, args->table);
                      if (*format == TableFormat::markdown) std::cout << "## " << name << "\n\n";
-                     for (const auto& table : build_tables(store, name, args->table)) {
+                     for (const auto& table : tables) {
                        // CSV blocks are separated by one blank line, so each parses alone.
                        if (*format == TableFormat::csv && !first) std::cout << "\n";
                        std::cout << render_table(table, *format);
