@@ -23,7 +23,8 @@ BenchShape gpu_bench_shape() {
   s.d_model = 512;
   s.n_layers = 8;
   s.n_heads = 8;
-  s.vocab = 32000;
+  // The vocabulary of the GPU specs: a 16384-piece SentencePiece unigram model of `english`.
+  s.vocab = 16384;
   s.d_ff = 2048;
   s.n_experts = 32;
   s.group_size = 32;

