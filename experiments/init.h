@@ -37,8 +37,16 @@ void truncated_normal_(torch::Tensor& weight, double std, double low, double hig
 // and 1-d parameters of the layers (temperatures) keep their values.
 void init_reference(torch::nn::Module& model, double scale = kReferenceInitScale);
 
-// Applies scheme `name` ("gpt2": nothing to redo; "reference": init_reference) to a freshly
-// built model. Throws std::invalid_argument for an unknown name (run_config refuses it first).
-void apply_init_scheme(torch::nn::Module& model, const std::string& name);
+// The 2023 blog's scheme (its mini model): every matrix uniform on +-sqrt(3 s / fan_in), i.e.
+// std sqrt(s / fan_in), with s = 1 by default; embeddings (fan-in 1) N(0, s), so N(0, 1);
+// torch::nn::Linear biases 0; LayerNorm and 0-d / 1-d layer parameters keep their values.
+constexpr double kFanInInitScale = 1.0;
+void init_fan_in(torch::nn::Module& model, double scale = kFanInInitScale);
+
+// Applies scheme `name` ("gpt2": nothing to redo; "reference": init_reference; "fan_in":
+// init_fan_in) to a freshly built model, at scale s = `scale` (model.init_scale; 0: the
+// scheme's default). Throws std::invalid_argument for an unknown name (run_config refuses it
+// first).
+void apply_init_scheme(torch::nn::Module& model, const std::string& name, double scale = 0);
 
 }  // namespace mixlab

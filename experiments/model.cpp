@@ -29,16 +29,25 @@ GptImpl::GptImpl(const ModelConfig& config, const FfnBuilder& ffn) : config_(con
   blocks_ = register_module("blocks", torch::nn::ModuleList());
   const MixerDims mixer_dims{config.d_model, config.n_heads, config.seq_len, config.n_layers};
   for (int64_t i = 0; i < config.n_layers; ++i) {
-    ffn_layers_.push_back(ffn());
+    ffn_layers_.push_back(config.has_configured_ffn(i) ? ffn() : config.dense_ffn());
     // Built after the layer, as the attention always was: the same random draws in the same
     // order, so a default model is initialised exactly as before.
     TokenMixer mixer =
         config.mixer ? config.mixer() : std::make_shared<AttentionMixerImpl>(mixer_dims);
     blocks_->push_back(Block(config, std::move(mixer), ffn_layers_.back()));
   }
-  ln_final_ = register_module("ln_final",
-                              torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
-  apply_init_scheme(*this, config.init);  // "gpt2": the constructors already did it
+  if (config.final_norm)
+    ln_final_ = register_module(
+        "ln_final", torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.d_model})));
+  if (!config.tied_head) {
+    // Built last, so every other weight is drawn as in a tied model.
+    head_ = register_module(
+        "head",
+        torch::nn::Linear(torch::nn::LinearOptions(config.d_model, config.vocab_size).bias(false)));
+    init_gpt2(head_->weight, false, config.n_layers);
+  }
+  // "gpt2": the constructors already did it
+  apply_init_scheme(*this, config.init, config.init_scale);
 }
 
 torch::Tensor GptImpl::forward(const torch::Tensor& tokens) {
@@ -48,7 +57,8 @@ torch::Tensor GptImpl::forward(const torch::Tensor& tokens) {
   auto x = wte_.index_select(0, tokens.reshape({-1})).view({tokens.size(0), s, config_.d_model}) +
            wpe_.index({Slice(0, s)});
   for (const auto& block : *blocks_) x = block->as<BlockImpl>()->forward(x);
-  return torch::matmul(ln_final_(x), wte_.t());  // tied output embedding
+  if (!ln_final_.is_empty()) x = ln_final_(x);
+  return head_.is_empty() ? torch::matmul(x, wte_.t()) : head_(x);  // tied: output = embedding
 }
 
 torch::Tensor GptImpl::loss(const torch::Tensor& tokens, const torch::Tensor& targets) {

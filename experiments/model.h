@@ -3,7 +3,9 @@
 // Token and learned position embeddings (N(0, 0.02)), n_layers pre-LayerNorm blocks of
 // the configured token mixer (causal multi-head attention unless `mixer` says otherwise)
 // and the configured feed-forward layer, a final LayerNorm and an output head tied to the
-// token embedding.
+// token embedding. The 2024 paper's choices are config keys: the FFN in some blocks only
+// (model.ffn_blocks, a dense FFN in the others), no final LayerNorm (model.final_norm) and an
+// untied head without bias (model.tied_head, parameter "head.weight").
 #pragma once
 
 #include <torch/torch.h>
@@ -56,7 +58,8 @@ class GptImpl : public torch::nn::Module {
   ModelConfig config_;
   torch::Tensor wte_, wpe_;
   torch::nn::ModuleList blocks_;
-  torch::nn::LayerNorm ln_final_{nullptr};
+  torch::nn::LayerNorm ln_final_{nullptr};  // empty with model.final_norm false
+  torch::nn::Linear head_{nullptr};         // set with model.tied_head false
   std::vector<FfnLayer> ffn_layers_;
 };
 TORCH_MODULE(Gpt);

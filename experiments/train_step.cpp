@@ -6,11 +6,13 @@ namespace mixlab {
 
 namespace {
 
-// AdamW with weight decay on matrices only (not on biases, LayerNorm gains, temperatures).
+// AdamW with weight decay on matrices only (not on biases, LayerNorm gains, temperatures), or,
+// with train.decay "all", on every parameter as the 2024 paper's runs did.
 std::unique_ptr<torch::optim::AdamW> make_optimizer(const std::vector<torch::Tensor>& params,
                                                     const TrainConfig& train) {
   std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& p : params) (p.dim() >= 2 ? decay : no_decay).push_back(p);
+  for (const auto& p : params)
+    (p.dim() >= 2 || train.decay == "all" ? decay : no_decay).push_back(p);
   auto options = [&](double wd) {
     return std::make_unique<torch::optim::AdamWOptions>(
         torch::optim::AdamWOptions(train.lr).betas({train.beta1, train.beta2}).weight_decay(wd));

@@ -5,7 +5,8 @@
 // waits for the device; the trainer reads the sums at logging steps.
 //
 // Precision "bf16" runs the forward pass under bf16 autocast on the step's device, CPU
-// included (the benchmarks and tests use that); the trainer passes "fp32" for CPU runs.
+// included (the benchmarks and tests use that); the trainer passes "fp32" for CPU runs unless
+// train.autocast_cpu (run_config.h, autocast_on).
 #pragma once
 
 #include <torch/torch.h>

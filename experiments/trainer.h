@@ -75,8 +75,9 @@ class TrainingError : public std::runtime_error {
 TrainResult train_run(const RunConfig& config, const TrainOptions& options, TrainHooks& hooks);
 
 // Evaluation on the fixed validation batches, per mode: {"eval/loss", ...,
-// "eval_discrete/loss", ...}. Modes no layer of the model knows are skipped.
+// "eval_discrete/loss", ...}. Modes no layer of the model knows are skipped. `autocast`: under
+// bf16 autocast on the batches' device, as a bf16 run trains (autocast_on in run_config.h).
 Metrics evaluate(Gpt& model, const std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches,
-                 const std::vector<std::string>& modes);
+                 const std::vector<std::string>& modes, bool autocast = false);
 
 }  // namespace mixlab

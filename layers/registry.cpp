@@ -77,6 +77,10 @@ std::vector<std::string> ffn_types() {
   return names;
 }
 
+bool ffn_mixes_batch_rows(const std::string& type) {
+  return type == "mot" || type == "expert_choice" || type == "soft_moe" || type == "transition";
+}
+
 MixerBuilder parse_mixer(const Json& mixer, const std::string& path, const MixerDims& dims) {
   if (!mixer.is_object()) throw ConfigError(path, short_value(mixer), "must be an object");
   ConfigReader cfg(mixer, path);

@@ -20,6 +20,10 @@ FfnBuilder parse_ffn(const Json& ffn, const std::string& path, const ModelDims& 
 // The registered type names, sorted.
 std::vector<std::string> ffn_types();
 
+// Whether a layer of `type` mixes the rows of a batch: MoT, Expert Choice, Soft MoE and
+// transition form groups of tokens at one position across sequences (group_by_position).
+bool ffn_mixes_batch_rows(const std::string& type);
+
 // Token mixers, the layers' siblings (layers/mixer.h), the same way: `mixer` (at `path`,
 // e.g. "mixer") checked completely, or ConfigError naming the key.
 MixerBuilder parse_mixer(const Json& mixer, const std::string& path, const MixerDims& dims);

@@ -25,9 +25,19 @@ void exec(sqlite3* db, const std::string& sql) {
 }
 }  // namespace
 
-RunEnvironment current_environment(const DataConfig& data) {
+CorpusIdentity run_data_identity(const RunConfig& config) {
+  CorpusIdentity identity = corpus_identity(config.data);
+  if (config.data.corpus == "synthetic") return identity;  // generated: no validation split
+  const auto corpus = load_corpus(config.data);            // cached per process
+  if (validation_layout(corpus->validation.numel(), config.train.batch_size, config.model.seq_len,
+                        config.eval.batches) == ValidationLayout::strided)
+    identity.fingerprint += "; eval windows: disjoint";
+  return identity;
+}
+
+RunEnvironment current_environment(const RunConfig& config) {
   RunEnvironment env;
-  env.data = corpus_identity(data);
+  env.data = run_data_identity(config);
   const BlasInfo blas = blas_in_use();
   const int intra_op = torch::get_num_threads();
   // The thread budget goes to OpenBLAS when it is loaded, else to LibTorch (cpu_runtime.h).
@@ -48,21 +58,21 @@ void fill_run_info(RunInfo& info, const RunEnvironment& environment) {
 
 std::vector<ChangedData> runs_with_changed_data(Store& store,
                                                 const std::vector<PlannedRun>& planned,
-                                                const std::vector<DataConfig>& data) {
+                                                const std::vector<RunConfig>& configs) {
   std::vector<ChangedData> out;
-  for (size_t i = 0; i < planned.size() && i < data.size(); ++i) {
+  for (size_t i = 0; i < planned.size() && i < configs.size(); ++i) {
     auto run = store.run_by_hash(planned[i].config_hash);
     if (!run || run->data_fingerprint.empty()) continue;  // never started, or recorded by v1
-    CorpusIdentity now = corpus_identity(data[i]);
+    CorpusIdentity now = run_data_identity(configs[i]);
     if (now.fingerprint != run->data_fingerprint)
       out.push_back({*run, planned[i].name, std::move(now)});
   }
   return out;
 }
 
-std::vector<DataConfig> data_configs(const SweepSpec& spec) {
-  std::vector<DataConfig> out;
-  for (const auto& run : spec.runs) out.push_back(parse_run_config(run.config, spec.file).data);
+std::vector<RunConfig> run_configs(const SweepSpec& spec) {
+  std::vector<RunConfig> out;
+  for (const auto& run : spec.runs) out.push_back(parse_run_config(run.config, spec.file));
   return out;
 }
 
@@ -126,9 +136,9 @@ void reset_runs_for_new_data(Store& store, const std::vector<ChangedData>& chang
   }
 }
 
-RunEnvironment environment_of_claimed_run(const RunRow& run, const DataConfig& data, bool resuming,
+RunEnvironment environment_of_claimed_run(const RunRow& run, const RunConfig& config, bool resuming,
                                           const std::function<void(const std::string&)>& say) {
-  RunEnvironment env = current_environment(data);
+  RunEnvironment env = current_environment(config);
   if (!run.data_fingerprint.empty() && run.data_fingerprint != env.data.fingerprint)
     throw ConfigError(
         "data", "",

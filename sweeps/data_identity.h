@@ -14,13 +14,21 @@
 
 namespace mixlab {
 
-// The data and numerics of this process for a run of `data`.
+// What a run of `config` trains and evaluates on: corpus_identity(config.data), its
+// fingerprint followed by "; eval windows: disjoint" where the validation batches are the
+// regrouped, disjoint layout (ValidationLayout::strided in corpus.h). Such a config evaluated
+// on overlapping windows before that layout existed, under the same config hash: the marker
+// makes its old runs read as trained on other data, refused or retrained like any changed
+// corpus, never reused. Every other config's identity is exactly its corpus's.
+CorpusIdentity run_data_identity(const RunConfig& config);
+
+// The data and numerics of this process for a run of `config`.
 struct RunEnvironment {
   CorpusIdentity data;
   int threads = 0;   // the thread budget: OpenBLAS's threads, or LibTorch's without OpenBLAS
   std::string blas;  // e.g. "OpenBLAS 0.3.21 ... (2 threads); LibTorch 1 intra-op thread"
 };
-RunEnvironment current_environment(const DataConfig& data);
+RunEnvironment current_environment(const RunConfig& config);
 
 // Copies the environment into what set_run_info records.
 void fill_run_info(RunInfo& info, const RunEnvironment& environment);
@@ -32,14 +40,14 @@ struct ChangedData {
   CorpusIdentity now;
 };
 
-// The planned runs (with their data configs, in the same order) that the database holds with
-// a recorded fingerprint different from their corpus now. Reads only.
+// The planned runs (with their configs, in the same order) that the database holds with a
+// recorded fingerprint different from their data identity now. Reads only.
 std::vector<ChangedData> runs_with_changed_data(Store& store,
                                                 const std::vector<PlannedRun>& planned,
-                                                const std::vector<DataConfig>& data);
+                                                const std::vector<RunConfig>& configs);
 
-// The data config of every run of `spec`, in order (for runs_with_changed_data).
-std::vector<DataConfig> data_configs(const SweepSpec& spec);
+// The config of every run of `spec`, in order (for runs_with_changed_data).
+std::vector<RunConfig> run_configs(const SweepSpec& spec);
 bool is_changed(const std::vector<ChangedData>& changed, const std::string& config_hash);
 
 // The one-line refusal for `changed` (not empty): names the run, the corpus, both
@@ -56,7 +64,7 @@ void reset_runs_for_new_data(Store& store, const std::vector<ChangedData>& chang
 // ConfigError when the corpus changed since the run recorded it (the run fails, naming the
 // change; `sweep run` refuses it before it is claimed, so this is a race with the files). On a
 // resume with other thread settings it says so through `say` and notes it in `blas`.
-RunEnvironment environment_of_claimed_run(const RunRow& run, const DataConfig& data, bool resuming,
+RunEnvironment environment_of_claimed_run(const RunRow& run, const RunConfig& config, bool resuming,
                                           const std::function<void(const std::string&)>& say);
 
 // The note `sweep run` prints and records (in runs.blas) when a run resumes with other thread

@@ -464,7 +464,7 @@ int work_loop(Store& store, const SweepRow& sweep, const RunnerOptions& options,
               ? fmt::format("resuming from its checkpoint (attempt {})", run.attempt)
               : fmt::format("starting again from step 0: no checkpoint (attempt {})", run.attempt));
       StoreHooks hooks(store, db_path, run, worker, options.stale_after_s, progress);
-      hooks.environment = environment_of_claimed_run(run, config.data, resumable, say);
+      hooks.environment = environment_of_claimed_run(run, config, resumable, say);
       // Without a checkpoint the run trains from step 0: what an earlier attempt recorded is
       // written again, so none of it may survive (an attempt may have logged steps it never
       // checkpointed, or failed at a later step than this one will reach).
@@ -623,7 +623,7 @@ int register_and_run(const SweepSpec& spec, const RunnerOptions& options, bool a
         {p.name, p.variant, canonical_dump(p.config), content_hash(p.config), p.seed});
   // A run whose corpus changed since it trained is refused before anything is written, or,
   // when the user asks, trained again from step 0 (below, after the last refusal).
-  const auto changed_data = runs_with_changed_data(store, planned, data_configs(spec));
+  const auto changed_data = runs_with_changed_data(store, planned, run_configs(spec));
   if (!changed_data.empty() && !options.retrain_changed_data)
     throw ConfigError(spec.file, "data", "", changed_data_message(changed_data));
   // A run that will resume must have a usable checkpoint: check them all before the first
