@@ -5,6 +5,11 @@
 // validation split, the rest train: a split by file, so no document is in both.
 // A text corpus (data.corpus "text") is a file or a folder of .txt files; the same split by
 // file, or the last 5% of a single file.
+// English (data.corpus "english", assembled by `bash scripts/setup.sh --corpus english` into
+// data/english: scripts/assemble_english.sh) is a folder of .txt files, one per document, read
+// and split as a text folder.
+// data.tokenizer "sentencepiece" tokenizes both splits with a model trained on the training
+// split (tokenizer.h); both are cached on disk.
 //
 // Training windows are drawn statelessly: the offsets of step k depend only on (seed, k), so a
 // run resumed from a checkpoint sees exactly the batches it would have seen.
@@ -24,7 +29,7 @@ namespace mixlab {
 
 struct TokenCorpus {
   std::string description;  // e.g. "brown (data/brown): 475 train files, 25 validation files"
-  torch::Tensor train;      // 1-D uint8 token ids
+  torch::Tensor train;      // 1-D token ids: uint8 (bytes), int32 (sentencepiece)
   torch::Tensor validation;
 };
 
@@ -72,8 +77,28 @@ class WindowSampler {
   uint64_t seed_;
 };
 
-// The fixed validation set: n_batches x batch_size windows spread evenly over the split.
+// The fixed validation set: n_batches x batch_size windows of seq_len + 1 tokens spread
+// evenly over the split (window k of n at k (n_tokens - seq_len - 1) / n).
+//
+// MoT, Expert Choice and Soft MoE mix the rows of a batch at one position, so two rows that
+// share text would let one row see the other's targets: the rows of a validation batch never
+// overlap. Where the even spread's consecutive windows (batch b: windows bB .. bB+B-1) are
+// already disjoint, as at every committed scale, the batches are exactly what they always were
+// (ValidationLayout::even_spread). Where they would overlap (Brown's ~300 KB at the paper's
+// 256 x 256), the same windows are regrouped: batch b holds windows b, b + n_batches, ...
+// (strided), rows span / B apart; a dense model's mean loss over them is unchanged, and the
+// run's recorded data identity says "eval windows: disjoint" (sweeps/data_identity.h), so a
+// run of such a config from before is never reused. A split too short for that (fewer than
+// (B + 1)(S + 1) tokens) is refused with a ConfigError (train.batch_size) when `rows_mix`;
+// a model whose rows never mix keeps the even spread, where overlap is harmless.
+enum class ValidationLayout { even_spread, strided, too_short };
+ValidationLayout validation_layout(int64_t n_tokens, int64_t batch_size, int64_t seq_len,
+                                   int64_t n_batches);
+// The first token of every window, batch by batch.
+std::vector<std::vector<int64_t>> validation_offsets(int64_t n_tokens, int64_t batch_size,
+                                                     int64_t seq_len, int64_t n_batches,
+                                                     bool rows_mix);
 std::vector<Batch> validation_batches(const torch::Tensor& tokens, int64_t batch_size,
-                                      int64_t seq_len, int64_t n_batches);
+                                      int64_t seq_len, int64_t n_batches, bool rows_mix);
 
 }  // namespace mixlab

@@ -6,10 +6,14 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <memory>
+#include <optional>
 
 #include "experiments/checkpoint.h"
 #include "experiments/corpus.h"
+#include "experiments/decode_cost.h"
 #include "experiments/schedule.h"
+#include "experiments/task_data.h"
 #include "experiments/train_step.h"
 #include "layers/mot.h"  // kMinTemperature
 #include "layers/torch_compat.h"
@@ -46,9 +50,11 @@ double seconds_since(Clock::time_point t) {
 }  // namespace
 
 Metrics evaluate(Gpt& model, const std::vector<std::pair<torch::Tensor, torch::Tensor>>& batches,
-                 const std::vector<std::string>& modes) {
+                 const std::vector<std::string>& modes, bool autocast) {
   Metrics out;
   torch::NoGradGuard no_grad;
+  // A bf16 run is evaluated in the precision it trains in (autocast_on).
+  compat::AutocastGuard autocast_guard(batches.front().first.device(), autocast);
   model->eval();
   for (const auto& mode : modes) {
     bool known = mode == "mixed";
@@ -73,25 +79,38 @@ Metrics evaluate(Gpt& model, const std::vector<std::pair<torch::Tensor, torch::T
 TrainResult train_run(const RunConfig& config, const TrainOptions& options, TrainHooks& hooks) {
   const TrainConfig& tc = config.train;
   const torch::Device device = options.device;
-  auto corpus = load_corpus(config.data);
+  // data.corpus "synthetic": batches and evaluation come from the recall task, not a corpus.
+  std::unique_ptr<TaskData> task;
+  if (config.data.corpus == "synthetic")
+    task = std::make_unique<TaskData>(config.data.task, config.model.seq_len, tc.batch_size,
+                                      config.seed, device);
+  std::shared_ptr<const TokenCorpus> corpus = task ? nullptr : load_corpus(config.data);
 
   torch::manual_seed(static_cast<uint64_t>(config.seed));
   Gpt model(config.model, config.ffn);
   model->to(device);
   model->train();
   // "bf16" means bf16 autocast on CUDA; a CPU run trains in float32, so what a CPU sweep
-  // measures does not depend on whether its CPU has bf16 instructions (README, Performance).
+  // measures does not depend on whether its CPU has bf16 instructions (README, Performance),
+  // unless train.autocast_cpu asks for bf16 there too. Evaluation runs in the same precision.
   TrainConfig step_config = tc;
-  if (!device.is_cuda()) step_config.precision = "fp32";
+  if (!autocast_on(tc, device)) step_config.precision = "fp32";
   TrainStep train_step(model, step_config, device);
   torch::optim::Optimizer& optimizer = train_step.optimizer();
 
-  WindowSampler sampler(corpus->train, tc.batch_size, config.model.seq_len,
-                        static_cast<uint64_t>(config.seed));
+  std::optional<WindowSampler> sampler;
   std::vector<std::pair<torch::Tensor, torch::Tensor>> validation;
-  for (auto& b : validation_batches(corpus->validation, tc.batch_size, config.model.seq_len,
-                                    config.eval.batches))
-    validation.emplace_back(b.inputs.to(device), b.targets.to(device));
+  if (corpus) {
+    sampler.emplace(corpus->train, tc.batch_size, config.model.seq_len,
+                    static_cast<uint64_t>(config.seed));
+    for (auto& b : validation_batches(corpus->validation, tc.batch_size, config.model.seq_len,
+                                      config.eval.batches, batch_rows_mix(config)))
+      validation.emplace_back(b.inputs.to(device), b.targets.to(device));
+  }
+  auto run_evaluation = [&] {
+    return task ? task->evaluate(model, config.eval.modes)
+                : evaluate(model, validation, config.eval.modes, autocast_on(tc, device));
+  };
 
   int64_t step = 0;
   double wall_s = 0;
@@ -108,14 +127,16 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
   RunFacts facts;
   facts.device = device.str();
   facts.torch_version = compat::torch_version();
-  facts.corpus = corpus->description;
+  facts.corpus = task ? task->description() : corpus->description;
   facts.cost = model->cost();
-  facts.train_tokens = corpus->train.numel();
+  // A synthetic run has no training set to pass over (every batch is generated): 0 tokens,
+  // 0 passes.
+  facts.train_tokens = task ? 0 : corpus->train.numel();
   hooks.on_start(facts);
 
   const double tokens_per_step = double(tc.batch_size * config.model.seq_len);
   auto passes_at = [&](int64_t s) {
-    return double(s) * tokens_per_step / double(facts.train_tokens);
+    return facts.train_tokens > 0 ? double(s) * tokens_per_step / double(facts.train_tokens) : 0.0;
   };
   auto zeros = [&] { return torch::zeros({}, torch::TensorOptions().device(device)); };
   train_step.set_sums(resumed.loss_sum, resumed.aux_sum, resumed.norm_sum);
@@ -155,7 +176,7 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
 
   TrainResult result;
   if (step == 0) {
-    result.last_eval = evaluate(model, validation, config.eval.modes);
+    result.last_eval = run_evaluation();
     hooks.on_log(0, result.last_eval, 0.0, 0.0);
   }
 
@@ -177,7 +198,7 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
       layer->record_stats(log_step);
     }
     const double lr = learning_rate(tc, step);
-    Batch batch = sampler.batch(step);
+    Batch batch = task ? task->batch(step) : sampler->batch(step);
     train_step.run(batch.inputs.to(device, /*non_blocking=*/true),
                    batch.targets.to(device, /*non_blocking=*/true), lr);
     ++interval_steps;
@@ -211,8 +232,16 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
     const bool eval_step =
         layer_eval || step == tc.steps || (config.eval.every > 0 && step % config.eval.every == 0);
     if (eval_step) {
-      result.last_eval = evaluate(model, validation, config.eval.modes);
+      result.last_eval = run_evaluation();
       metrics.insert(metrics.end(), result.last_eval.begin(), result.last_eval.end());
+      // A recall-task run records what decoding its trained model costs beside its final
+      // accuracy (the token-mixing table's time and cache per token; experiments/decode_cost.h).
+      if (config.data.corpus == "synthetic" && step == tc.steps) {
+        const DecodeCost decode = measure_decode_cost(*model);
+        metrics.emplace_back("decode/ms_per_token", decode.ms_per_token);
+        metrics.emplace_back("decode/mixer_ms_per_token", decode.mixer_ms_per_token);
+        metrics.emplace_back("decode/cache_entries", decode.cache_entries);
+      }
     }
     hooks.on_log(step, metrics, wall_s, passes_at(step));
     if (options.progress) {

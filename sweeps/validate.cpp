@@ -117,6 +117,8 @@ void check_run_feasible(const RunConfig& config) {
                                   gib(needed), gib(available)));
   }
 
+  // A synthetic run generates its data: parse_recall_task checked that the task fits.
+  if (config.data.corpus == "synthetic") return;
   const auto corpus = load_corpus(config.data);  // checks it is there; cached per process
   const int64_t window = config.model.seq_len + 1;
   for (const auto& [split, tokens] :
@@ -127,6 +129,10 @@ void check_run_feasible(const RunConfig& config) {
           fmt::format("a window of model.seq_len + 1 = {} tokens does not fit in the {} split of "
                       "{} ({} tokens): shorten model.seq_len or give the corpus more text",
                       window, split, corpus_location(config.data), tokens));
+  // The rows of a validation batch must not share text where the layer mixes them (corpus.h):
+  // a split too short for that is refused here, before a sweep writes anything.
+  validation_offsets(corpus->validation.numel(), config.train.batch_size, config.model.seq_len,
+                     config.eval.batches, batch_rows_mix(config));
 }
 
 std::vector<RunConfig> validate_spec(const SweepSpec& spec) {
