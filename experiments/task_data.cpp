@@ -6,6 +6,8 @@
 #include <cmath>
 #include <functional>
 
+#include "layers/torch_compat.h"
+
 namespace mixlab {
 
 namespace {
@@ -112,9 +114,10 @@ Batch TaskData::batch(int64_t step) const {
 }
 
 std::vector<std::pair<std::string, double>> TaskData::evaluate(
-    Gpt& model, const std::vector<std::string>& modes) const {
+    Gpt& model, const std::vector<std::string>& modes, bool autocast) const {
   std::vector<std::pair<std::string, double>> out;
   torch::NoGradGuard no_grad;
+  compat::AutocastGuard autocast_guard(device_, autocast);
   model->eval();
   const int64_t max_hops = data_.task().task == "multihop" ? data_.task().hops : 0;
   for (const auto& mode : modes) {

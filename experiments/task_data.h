@@ -52,9 +52,11 @@ class TaskData {
   // The training batch of `step`, on the CPU: example i is training_example(seed, step, i).
   Batch batch(int64_t step) const;
   // The evaluation set scored per mode (as evaluate() in trainer.h: modes no layer knows are
-  // skipped); the model is left in training mode with its layers in "mixed".
+  // skipped), under bf16 autocast when `autocast` (the run's training precision); the model is
+  // left in training mode with its layers in "mixed".
   std::vector<std::pair<std::string, double>> evaluate(Gpt& model,
-                                                       const std::vector<std::string>& modes) const;
+                                                       const std::vector<std::string>& modes,
+                                                       bool autocast = false) const;
 
  private:
   RecallTaskData data_;

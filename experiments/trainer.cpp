@@ -108,7 +108,7 @@ TrainResult train_run(const RunConfig& config, const TrainOptions& options, Trai
       validation.emplace_back(b.inputs.to(device), b.targets.to(device));
   }
   auto run_evaluation = [&] {
-    return task ? task->evaluate(model, config.eval.modes)
+    return task ? task->evaluate(model, config.eval.modes, autocast_on(tc, device))
                 : evaluate(model, validation, config.eval.modes, autocast_on(tc, device));
   };
 
