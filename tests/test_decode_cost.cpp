@@ -69,6 +69,33 @@ TEST_CASE("model decode: token by token through the mixer caches equals the trai
   }
 }
 
+TEST_CASE("model decode without the final LayerNorm and with an untied head equals the forward") {
+  Json c = {{"model",
+             {{"d_model", 16},
+              {"n_layers", 2},
+              {"n_heads", 2},
+              {"seq_len", 8},
+              {"final_norm", false},
+              {"tied_head", false}}},
+            {"ffn", {{"type", "dense"}, {"d_ff", 32}}},
+            {"mixer", {{"type", "recurrence"}, {"pattern", "pow2"}}},
+            {"data", {{"corpus", "brown"}}},
+            {"train", {{"steps", 2}, {"batch_size", 4}}},
+            {"eval", {{"batches", 1}}}};
+  RunConfig config = parse_run_config(c, "c.json");
+  torch::manual_seed(5);
+  Gpt model(config.model, config.ffn);
+  model->to(torch::kDouble);
+  model->eval();
+  auto tokens = torch::randint(0, config.model.vocab_size, {8}, torch::kLong);
+  torch::Tensor expected;
+  {
+    torch::NoGradGuard no_grad;
+    expected = model->forward(tokens.unsqueeze(0)).squeeze(0);
+  }
+  CHECK((decode_logits(*model, tokens) - expected).abs().max().item<double>() < 1e-10);
+}
+
 TEST_CASE("decode cost: time per token and the per-layer cache after model.seq_len tokens") {
   RunConfig config = model_config({{"type", "recurrence"}, {"pattern", "kth"}, {"order", 3}}, 12);
   torch::manual_seed(0);
