@@ -7,6 +7,7 @@
 #include <regex>
 #include <set>
 
+#include "analysis/accuracy_table.h"
 #include "analysis/export.h"
 
 namespace mixlab {
@@ -380,16 +381,163 @@ Table summary_table(SweepData& data) {
   return t;
 }
 
+// ---- the post-plateau speed-up ----------------------------------------------------------
+//
+// Byte-level models (and others) sit on a loss plateau before attention starts to use the
+// context; a variant that leaves it sooner gains steps that have nothing to do with how fast
+// it learns afterwards. The post-plateau speed-up counts only the steps after both models
+// have left it: see plateau_of and the table's notes.
+
+namespace {
+
+struct Plateau {
+  double level = NAN;           // P: dense's mean eval loss on its slowest interval
+  double from = NAN, to = NAN;  // that interval's steps
+  double escape = NAN;          // L0 = P - 0.25 (P - target)
+  std::string why_not;          // set where there is no plateau to speak of
+};
+
+constexpr double kEscapeFraction = 0.25;
+
+// Dense's mean curve (seeds averaged at the evaluation steps all of them logged); its
+// plateau is the evaluation interval with the slowest descent (the largest slope, the
+// smallest drop per step) among those that start after warm-up and end in the first half of
+// the run; P is the mean of the interval's two end losses.
+Plateau plateau_of(SweepData& data, const SweepData::Variant& dense, double target) {
+  Plateau p;
+  std::map<int64_t, std::vector<double>> at_step;
+  size_t seeds = 0;
+  for (const auto& run : dense.finished) {
+    const auto& s = data.series(run.run_id, "eval/loss");
+    if (s.empty()) continue;
+    ++seeds;
+    for (const auto& point : s)
+      if (!std::isnan(point.value)) at_step[point.step].push_back(point.value);
+  }
+  std::vector<double> steps, losses;
+  for (const auto& [step, values] : at_step)
+    if (values.size() == seeds) {
+      steps.push_back(double(step));
+      losses.push_back(mean_std(values).mean);
+    }
+  if (steps.size() < 2) {
+    p.why_not = "dense has fewer than two evaluations";
+    return p;
+  }
+  // Warm-up as the runs had it: ceil(warmup_frac * steps); 0.01 is the run config's default.
+  double warmup_frac = 0.01, total = steps.back();
+  if (!dense.configs.empty()) {
+    const Json* frac = find_path(dense.configs.front(), "train.warmup_frac");
+    const Json* n = find_path(dense.configs.front(), "train.steps");
+    if (frac && frac->is_number()) warmup_frac = frac->get<double>();
+    if (n && n->is_number()) total = n->get<double>();
+  }
+  const double warmup = std::ceil(warmup_frac * total - 1e-9), half = steps.back() / 2;
+  double slowest = -INFINITY;
+  for (size_t i = 0; i + 1 < steps.size(); ++i) {
+    if (steps[i] < warmup || steps[i + 1] > half) continue;
+    const double slope = (losses[i + 1] - losses[i]) / (steps[i + 1] - steps[i]);
+    if (slope > slowest) {
+      slowest = slope;
+      p.from = steps[i];
+      p.to = steps[i + 1];
+      p.level = (losses[i] + losses[i + 1]) / 2;
+    }
+  }
+  if (std::isnan(p.level)) {
+    p.why_not = fmt::format(
+        "dense has no evaluation interval between warm-up (step {:.0f}) and half its run (step "
+        "{:.0f})",
+        warmup, half);
+    return p;
+  }
+  if (!(p.level > target)) {
+    p.why_not = fmt::format("dense's slowest interval ({:.4f}) is not above the target", p.level);
+    p.level = NAN;
+    return p;
+  }
+  p.escape = p.level - kEscapeFraction * (p.level - target);
+  return p;
+}
+
+// Steps and wall-clock a run spends between the escape level and the target.
+struct PostPlateau {
+  enum class Kind { reached, missed, not_escaped } kind = Kind::not_escaped;
+  double steps = NAN, wall_s = NAN;  // for `missed`: up to the last evaluation (a lower bound)
+};
+
+PostPlateau post_plateau(const std::vector<MetricPoint>& loss, double escape, double target) {
+  PostPlateau out;
+  const Reach from = reach_target(loss, escape);
+  if (!from.step) return out;
+  const Reach to = reach_target(loss, target);
+  if (to.step) {
+    out.kind = PostPlateau::Kind::reached;
+    out.steps = *to.step - *from.step;
+    out.wall_s = *to.wall_s - *from.wall_s;
+  } else {
+    out.kind = PostPlateau::Kind::missed;
+    out.steps = double(loss.back().step) - *from.step;
+    out.wall_s = loss.back().wall_s - *from.wall_s;
+  }
+  return out;
+}
+
+// The four post-plateau cells of one variant: steps, speed-up, wall, speed-up; bounds where
+// some seeds escaped but missed the target, as for the plain speed-up.
+std::vector<Cell> post_plateau_cells(SweepData& data, const SweepData::Variant& v,
+                                     const Plateau& plateau, double target, double base_steps,
+                                     double base_wall, bool& any_bound) {
+  if (std::isnan(plateau.escape) || v.finished.empty())
+    return std::vector<Cell>(4, Cell::of_text("-"));
+  std::vector<double> steps, walls;
+  size_t reached = 0, escaped = 0;
+  for (const auto& run : v.finished) {
+    const auto& loss = data.series(run.run_id, "eval/loss");
+    const PostPlateau p = post_plateau(loss, plateau.escape, target);
+    if (p.kind == PostPlateau::Kind::not_escaped) continue;
+    ++escaped;
+    if (p.kind == PostPlateau::Kind::reached) ++reached;
+    steps.push_back(p.steps);
+    walls.push_back(p.wall_s);
+  }
+  // A seed still on the plateau has no post-plateau count, not even a bound: say how many left.
+  if (escaped < v.finished.size())
+    return std::vector<Cell>(
+        4, Cell::of_text(escaped == 0 ? "not escaped"
+                                      : fmt::format("{}/{} escaped", escaped, v.finished.size())));
+  const MeanStd step_stat = mean_std(steps), wall_stat = mean_std(walls);
+  if (reached == v.finished.size())
+    return {Cell::of_stat(step_stat, 0), Cell::of_value(base_steps / step_stat.mean, 2),
+            Cell::of_stat(wall_stat, 1), Cell::of_value(base_wall / wall_stat.mean, 2)};
+  any_bound = true;
+  return {Cell::of_bound(Cell::Bound::more_than, step_stat.mean, 0),
+          Cell::of_bound(Cell::Bound::less_than, base_steps / step_stat.mean, 2),
+          Cell::of_bound(Cell::Bound::more_than, wall_stat.mean, 1),
+          Cell::of_bound(Cell::Bound::less_than, base_wall / wall_stat.mean, 2)};
+}
+
+}  // namespace
+
 Table speedup_table(SweepData& data) {
   Table t;
   t.name = "speedup";
   t.title =
       fmt::format("{}: steps and wall-clock to the dense baseline's final loss", data.sweep());
-  t.columns = {"variant",          "runs",
-               "reached",          "eval loss",
-               "step to target",   "speed-up (steps)",
-               "wall s to target", "speed-up (wall)",
-               "ms/step",          "step time vs dense"};
+  t.columns = {"variant",
+               "runs",
+               "reached",
+               "eval loss",
+               "step to target",
+               "speed-up (steps)",
+               "wall s to target",
+               "speed-up (wall)",
+               "ms/step",
+               "step time vs dense",
+               "post-plateau steps",
+               "speed-up post-plateau (steps)",
+               "post-plateau wall s",
+               "speed-up post-plateau (wall)"};
   const SweepData::Variant* dense = data.dense();
   if (!dense) {
     t.notes.push_back(
@@ -417,6 +565,19 @@ Table speedup_table(SweepData& data) {
   const double base_steps = mean_std(dense_steps).mean;
   const double base_wall = mean_std(dense_walls).mean;
   const double base_ms = mean_std(run_means(data, *dense, "time/step_ms")).mean;
+  // Dense's post-plateau baseline: from its own escape to the end of its run, per seed.
+  const Plateau plateau = plateau_of(data, *dense, target.mean);
+  std::vector<double> dense_post_steps, dense_post_walls;
+  if (!std::isnan(plateau.escape))
+    for (const auto& run : dense->finished) {
+      const auto& s = data.series(run.run_id, "eval/loss");
+      const Reach from = reach_target(s, plateau.escape);
+      if (s.empty() || !from.step) continue;  // a seed ending above L0 has no post-plateau part
+      dense_post_steps.push_back(double(s.back().step) - *from.step);
+      dense_post_walls.push_back(s.back().wall_s - *from.wall_s);
+    }
+  const double base_post_steps = mean_std(dense_post_steps).mean;
+  const double base_post_wall = mean_std(dense_post_walls).mean;
 
   bool any_bound = false;
   for (const auto& v : data.variants()) {
@@ -464,6 +625,9 @@ Table speedup_table(SweepData& data) {
                       Cell::of_stat(mean_std(data.finals(v, "eval/loss")), 4), to_target[0],
                       to_target[1], to_target[2], to_target[3], Cell::of_stat(ms, 1),
                       Cell::of_value(ms.mean / base_ms, 2)});
+    for (Cell& c : post_plateau_cells(data, v, plateau, target.mean, base_post_steps,
+                                      base_post_wall, any_bound))
+      t.rows.back().push_back(c);
     if (finished > 0 && reached == 0)
       t.notes.push_back(fmt::format("{}: no finished seed reached the target", v.name));
     else if (reached < finished)
@@ -489,6 +653,20 @@ Table speedup_table(SweepData& data) {
                              "the logged steps; step time vs dense = ms/step / dense's; reached = "
                              "finished seeds that reached the target / finished seeds",
                              base_steps, base_wall));
+  if (std::isnan(plateau.escape))
+    t.notes.push_back("post-plateau speed-up: - (" + plateau.why_not + ")");
+  else
+    t.notes.push_back(fmt::format(
+        "post-plateau: the plateau level P = {:.4f} is dense's mean eval loss (seeds averaged) "
+        "on its slowest-descent evaluation interval (steps {:.0f}-{:.0f}) among those after "
+        "warm-up and within the first half of its run; the escape level L0 = P - 0.25 (P - "
+        "target) = {:.4f}; a run's post-plateau steps (wall-clock) = its step (wall-clock) at "
+        "the target - at L0, both found as for the target; dense's = its last evaluation - its "
+        "step at L0 ({:.0f} steps, {:.1f} s, mean over {} seeds); post-plateau speed-up = "
+        "dense's / the variant's mean, so a variant that only leaves the plateau sooner gets "
+        "1; not escaped: no seed reached L0; k/n escaped: only k of the n finished seeds did",
+        plateau.level, plateau.from, plateau.to, plateau.escape, base_post_steps, base_post_wall,
+        dense_post_steps.size()));
   t.notes.push_back(kStatNote);
   return t;
 }
@@ -683,7 +861,7 @@ Table grid_table(SweepData& data) {
 }
 
 const std::vector<std::string>& table_names() {
-  static const std::vector<std::string> names = {"summary", "speedup",    "temperature",
+  static const std::vector<std::string> names = {"summary", "accuracy",   "speedup", "temperature",
                                                  "costs",   "transition", "grid"};
   return names;
 }
@@ -692,12 +870,23 @@ std::vector<Table> build_tables(Store& store, const std::string& sweep, const st
   if (name != "all" &&
       std::find(table_names().begin(), table_names().end(), name) == table_names().end())
     throw ConfigError("--table", name,
-                      "unknown table; one of all, summary, speedup, temperature, costs, "
-                      "transition, grid");
+                      "unknown table; one of all, summary, accuracy, speedup, temperature, "
+                      "costs, transition, grid");
   SweepData data(store, sweep);
   std::vector<Table> out;
   auto want = [&](const char* n) { return name == "all" || name == n; };
   if (want("summary")) out.push_back(summary_table(data));
+  if (want("accuracy")) {
+    // Only recall-task runs record accuracy: asked for by name on a sweep without it, the table
+    // would be all dashes, so that is bad input (exit 2); "all" leaves it out.
+    if (has_accuracy(data))
+      out.push_back(accuracy_table(data));
+    else if (name != "all")
+      throw ConfigError("--table", name,
+                        fmt::format("sweep \"{}\" has no eval/accuracy metric (only recall-task "
+                                    "runs, data.corpus \"synthetic\", record it)",
+                                    sweep));
+  }
   if (want("speedup")) out.push_back(speedup_table(data));
   if (want("temperature")) {
     Table t = temperature_table(data);

@@ -479,6 +479,73 @@ TEST_CASE("speedup: seeds that never reach the target make the speed-up a bound 
   CHECK(std::stod(as_record(rows[0], rows[1])["speed-up (steps)"]) == 1.0);
 }
 
+TEST_CASE("speedup: leaving the plateau sooner is not a post-plateau speed-up") {
+  // Runs of 800 steps, warm-up 0.125 * 800 = 100 steps, evaluated every 100 steps.
+  // Dense (two seeds, 0.01 apart at step 200 only), mean curve:
+  //   2.60 @0, 2.599 @100, 2.46 @200, 2.44 @300, 2.24 @400, 2.04 @500, 1.84 @600, 1.64 @700,
+  //   1.63 @800; wall = step / 10 s.
+  // Interval slopes: [0,100] -0.00001 (starts inside warm-up: left out), [100,200] -0.00139,
+  // [200,300] -0.0002, [300,400] -0.002, [700,800] -0.0001 (second half: left out). The
+  // slowest is [200,300]: P = (2.46 + 2.44) / 2 = 2.45. (Seed 1 alone, 2.45 -> 2.44, would
+  // give P = 2.445: the seeds are averaged first.) Target = 1.63; L0 = 2.45 - 0.25 * 0.82 =
+  // 2.245, which dense reaches at 300 + 0.195 / 0.002 = 397.5 (39.75 s); it reaches the target
+  // at 800: 402.5 post-plateau steps, 40.25 s.
+  // MoT: dense's curve 200 steps earlier (2.44 @100, 2.24 @200, ..., 1.64 @500, 1.63 @600),
+  // 1.25x slower per step (wall = step / 8 s). Target at step 600 (75 s): plain speed-ups
+  // 800 / 600 = 1.3333 and 80 / 75 = 1.0667. L0 at 197.5 (24.6875 s): 402.5 post-plateau
+  // steps, 50.3125 s: speed-ups 402.5 / 402.5 = 1 and 40.25 / 50.3125 = 0.8.
+  // "stuck" stays at 2.50 after step 100: never reaches L0; "half" has one seed of each.
+  using Curve =
+      std::vector<std::tuple<int64_t, double, std::vector<std::pair<std::string, double>>>>;
+  auto curve = [](std::vector<double> losses, double steps_per_s) {
+    Curve c;
+    for (size_t i = 0; i < losses.size(); ++i)
+      c.push_back({int64_t(100 * i), 100.0 * double(i) / steps_per_s, {{"eval/loss", losses[i]}}});
+    return c;
+  };
+  auto config = [](const std::string& type) {
+    return Json{{"ffn", {{"type", type}}}, {"train", {{"steps", 800}, {"warmup_frac", 0.125}}}};
+  };
+  const std::vector<double> dense0 = {2.60, 2.599, 2.47, 2.44, 2.24, 2.04, 1.84, 1.64, 1.63};
+  const std::vector<double> dense1 = {2.60, 2.599, 2.45, 2.44, 2.24, 2.04, 1.84, 1.64, 1.63};
+  const std::vector<double> mot = {2.60, 2.44, 2.24, 2.04, 1.84, 1.64, 1.63, 1.62, 1.61};
+  const std::vector<double> stuck = {2.60, 2.50, 2.50, 2.50, 2.50, 2.50, 2.50, 2.50, 2.50};
+  // Configs other than "mot"'s: a run is identified by its config.
+  Json stuck_config = config("mot"), half = config("mot");
+  stuck_config["note"] = "stuck";
+  half["note"] = "half";
+  testing::TempDir dir;
+  Store store(dir / "r.db");
+  write_sweep(store, "plateau",
+              {{"dense", 0, config("dense"), true, info(1, 1, 1), curve(dense0, 10)},
+               {"dense", 1, config("dense"), true, info(1, 1, 1), curve(dense1, 10)},
+               {"mot", 0, config("mot"), true, info(1, 1, 1), curve(mot, 8)},
+               {"mot", 1, config("mot"), true, info(1, 1, 1), curve(mot, 8)},
+               {"stuck", 0, stuck_config, true, info(1, 1, 1), curve(stuck, 10)},
+               {"half", 0, half, true, info(1, 1, 1), curve(mot, 8)},
+               {"half", 1, half, true, info(1, 1, 1), curve(stuck, 8)}});
+  const Table t = build_tables(store, "plateau", "speedup").at(0);
+  INFO(render_table(t, TableFormat::markdown));
+  CHECK(cell(t, "mot", "step to target").mean == doctest::Approx(600));
+  CHECK(cell(t, "mot", "speed-up (steps)").mean == doctest::Approx(1.3333333));
+  CHECK(cell(t, "mot", "speed-up (wall)").mean == doctest::Approx(1.0666667));
+  CHECK(cell(t, "mot", "post-plateau steps").mean == doctest::Approx(402.5));
+  CHECK(cell(t, "mot", "speed-up post-plateau (steps)").mean == doctest::Approx(1.0));
+  CHECK(cell(t, "mot", "speed-up post-plateau (steps)").bound == Cell::Bound::none);
+  CHECK(cell(t, "mot", "post-plateau wall s").mean == doctest::Approx(50.3125));
+  CHECK(cell(t, "mot", "speed-up post-plateau (wall)").mean == doctest::Approx(0.8));
+  CHECK(cell(t, "dense", "post-plateau steps").mean == doctest::Approx(402.5));
+  CHECK(cell(t, "dense", "speed-up post-plateau (steps)").mean == doctest::Approx(1.0));
+  CHECK(cell(t, "stuck", "post-plateau steps").text == "not escaped");
+  // One seed escaped, one stayed on the plateau: no number, not even a bound.
+  CHECK(cell(t, "half", "speed-up post-plateau (steps)").text == "1/2 escaped");
+  bool defined = false;
+  for (const auto& note : t.notes)
+    defined = defined || (contains(note, "P = 2.4500") && contains(note, "steps 200-300") &&
+                          contains(note, "= 2.2450") && contains(note, "402 steps, 40.2 s"));
+  CHECK(defined);
+}
+
 TEST_CASE("report csv: every number reads back exactly (17 significant digits)") {
   testing::TempDir dir;
   Store store(dir / "r.db");
