@@ -1,5 +1,7 @@
 #include "experiments/model.h"
 
+#include <algorithm>
+
 #include "experiments/init.h"
 #include "layers/attention_mixer.h"
 
@@ -65,6 +67,15 @@ torch::Tensor GptImpl::loss(const torch::Tensor& tokens, const torch::Tensor& ta
   auto logits = forward(tokens);
   return torch::nn::functional::cross_entropy(
       logits.reshape({-1, logits.size(-1)}).to(torch::kFloat), targets.reshape({-1}));
+}
+
+bool GptImpl::knows_eval_mode(const std::string& mode) const {
+  if (mode == "mixed") return true;
+  for (const auto& layer : ffn_layers_) {
+    const auto modes = layer->eval_modes();
+    if (std::find(modes.begin(), modes.end(), mode) != modes.end()) return true;
+  }
+  return false;
 }
 
 torch::Tensor GptImpl::aux_loss() const {

@@ -51,6 +51,9 @@ class GptImpl : public torch::nn::Module {
   torch::Tensor aux_loss() const;
 
   const std::vector<FfnLayer>& ffn_layers() const { return ffn_layers_; }
+  // Whether an evaluation mode means something for this model: "mixed" always, another mode
+  // ("discrete", "switch") when one of its FFN layers has it.
+  bool knows_eval_mode(const std::string& mode) const;
   ModelCost cost() const;
   const ModelConfig& config() const { return config_; }
 

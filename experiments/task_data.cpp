@@ -121,12 +121,7 @@ std::vector<std::pair<std::string, double>> TaskData::evaluate(
   model->eval();
   const int64_t max_hops = data_.task().task == "multihop" ? data_.task().hops : 0;
   for (const auto& mode : modes) {
-    bool known = mode == "mixed";
-    for (const auto& layer : model->ffn_layers()) {
-      auto m = layer->eval_modes();
-      known = known || std::find(m.begin(), m.end(), mode) != m.end();
-    }
-    if (!known) continue;
+    if (!model->knows_eval_mode(mode)) continue;
     for (const auto& layer : model->ffn_layers()) layer->set_eval_mode(mode);
     TaskScores scores(data_.task().task, max_hops, device_);
     for (const auto& b : eval_) scores.add(model->forward(b.inputs), b.targets, b.hops);

@@ -57,12 +57,7 @@ Metrics evaluate(Gpt& model, const std::vector<std::pair<torch::Tensor, torch::T
   compat::AutocastGuard autocast_guard(batches.front().first.device(), autocast);
   model->eval();
   for (const auto& mode : modes) {
-    bool known = mode == "mixed";
-    for (const auto& layer : model->ffn_layers()) {
-      auto m = layer->eval_modes();
-      known = known || std::find(m.begin(), m.end(), mode) != m.end();
-    }
-    if (!known) continue;
+    if (!model->knows_eval_mode(mode)) continue;
     for (const auto& layer : model->ffn_layers()) layer->set_eval_mode(mode);
     auto total = torch::zeros({}, torch::TensorOptions().device(batches.front().first.device()));
     for (const auto& [inputs, targets] : batches) total += model->loss(inputs, targets).detach();
