@@ -10,6 +10,7 @@
 #include "analysis/accuracy_table.h"
 #include "analysis/report.h"
 #include "results/store.h"
+#include "table_cell.h"
 #include "test_helpers.h"
 #include "test_paths.h"
 
@@ -100,17 +101,6 @@ std::vector<TaskRun> hand_runs() {
       {"ssm", "multihop", 1, true, final_at(0.3, 0.05, 1, hop(0.6, 0.2))},
       {"ssm", "copy", 1, false, {}},
   };
-}
-
-const Cell& cell(const Table& t, const std::string& row, const std::string& column) {
-  size_t c = 0;
-  while (c < t.columns.size() && t.columns[c] != column) ++c;
-  REQUIRE_MESSAGE(c < t.columns.size(), "no column " << column);
-  for (const auto& r : t.rows)
-    if (r[0].text == row) return r.at(c);
-  FAIL("no row " << row);
-  static Cell none;
-  return none;
 }
 
 bool contains(const std::string& text, const std::string& part) {

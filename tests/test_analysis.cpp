@@ -16,6 +16,7 @@
 #include "analysis/stats.h"
 #include "analysis/summary.h"
 #include "results/store.h"
+#include "table_cell.h"
 #include "test_helpers.h"
 #include "test_paths.h"
 
@@ -166,17 +167,6 @@ void write_transition_sweep(Store& store) {
                 {{0, 0.0, {{"eval/loss", 3.0}, {"eval_switch/loss", 3.1}}},
                  {99, 9.9, {{"eval/loss", 2.2}, {"eval_switch/loss", 2.9}}},
                  {200, 20.0, {{"eval/loss", 2.6}, {"eval_switch/loss", 2.6}}}}}});
-}
-
-const Cell& cell(const Table& t, const std::string& row, const std::string& column) {
-  size_t c = 0;
-  while (c < t.columns.size() && t.columns[c] != column) ++c;
-  REQUIRE_MESSAGE(c < t.columns.size(), "no column " << column);
-  for (const auto& r : t.rows)
-    if (r[0].text == row) return r.at(c);
-  FAIL("no row " << row);
-  static Cell none;
-  return none;
 }
 
 const Table& table_named(const std::vector<Table>& tables, const std::string& name) {
